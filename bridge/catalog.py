@@ -1,0 +1,302 @@
+"""The message catalog: JSON Schema files, the kinds they define and how frames are checked.
+
+Each ``*.json`` file in a schema folder is either a *kind* file (it carries an
+``x-bridge`` annotation) or a file of shared definitions referenced by ``$ref``.
+A kind file names its kind through the ``const`` of its ``channel``, ``topic``
+and ``subtopic`` properties (a ``channel`` without ``const`` matches any
+channel, as the error envelope does), and says in ``x-bridge`` which *shape* it
+validates (``request``, ``event`` or ``error``) and which senders may send it
+(``app``, ``provider``, ``hub``). That is the whole routing table: adding a
+kind is adding a file.
+
+Frames are checked twice over on purpose:
+
+* on the hot path, by validators compiled with ``jsonschema-rs`` (about a
+  microsecond per envelope);
+* only when that check fails, by the reference ``jsonschema`` implementation,
+  whose ``best_match`` gives the clearest JSON path and rule for the error
+  message. Schema files themselves are checked against the 2020-12 metaschema
+  with ``jsonschema`` at load time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import jsonschema
+import jsonschema.exceptions
+import jsonschema_rs
+import orjson
+import referencing
+import referencing.jsonschema
+
+from .protocol import ERROR_SUBTOPIC, ERROR_TOPIC, Kind, Role
+
+Shape = Literal["request", "event", "error"]
+Sender = Literal["app", "provider", "hub"]
+ANY_CHANNEL: Final = "*"
+_SHAPES: Final = ("request", "event", "error")
+_SENDERS: Final = ("app", "provider", "hub")
+
+
+class CatalogError(Exception):
+    """A schema file is unreadable or wrong; the message names the file and the fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    """One shape of one message kind, as declared by one schema file."""
+
+    kind: Kind
+    shape: Shape
+    senders: frozenset[str]
+    path: Path
+    schema: dict[str, Any]
+    fast: Any  # jsonschema_rs validator: is_valid() on the hot path
+    reference: jsonschema.protocols.Validator  # for precise error messages
+    #: ``Amazon/Agent/SetNotReady``: the kind's name, for logs and metrics.
+    label: str
+
+    def explain(self, envelope: Any) -> str:
+        """Describe why ``envelope`` breaks this schema: JSON path and rule."""
+        best = jsonschema.exceptions.best_match(self.reference.iter_errors(envelope))
+        if best is None:  # pragma: no cover - only reached if the validators disagree
+            return "$: rejected by the compiled validator"
+        return describe_error(best)
+
+
+def describe_error(err: jsonschema.exceptions.ValidationError) -> str:
+    """``$.data.ReasonCodeId: 5 is not of type 'string' (type)``."""
+    path = "$" + "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in err.absolute_path
+    )
+    return f"{path}: {err.message} ({err.validator})"
+
+
+def envelope_shape(envelope: dict[str, Any], kind: Kind) -> Shape:
+    """Which shape a frame claims to be: errors by name, events by their ``message``."""
+    if kind.topic == ERROR_TOPIC and kind.subtopic == ERROR_SUBTOPIC:
+        return "error"
+    if "message" in envelope:
+        return "event"
+    return "request"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of checking one envelope from one sender."""
+
+    spec: KindSpec | None
+    #: ``None`` when the envelope may be routed; otherwise what is wrong.
+    problem: Literal["unknown", "forbidden", "schema"] | None = None
+    detail: str = ""
+
+
+class Catalog:
+    """All known kinds, loaded from schema folders."""
+
+    def __init__(self, specs: Iterable[KindSpec]) -> None:
+        self._by_name: dict[tuple[str, str, str], list[KindSpec]] = {}
+        self._decided: dict[tuple[Kind, str, str], Verdict] = {}
+        for spec in specs:
+            self._by_name.setdefault(tuple(spec.kind), []).append(spec)
+
+    @classmethod
+    def load(cls, extra_dirs: Iterable[Path] = ()) -> Catalog:
+        """Load the built-in schemas plus a deployment's own folders."""
+        return cls(load_specs([builtin_schema_dir(), *extra_dirs]))
+
+    def __iter__(self) -> Iterator[KindSpec]:
+        for specs in self._by_name.values():
+            yield from specs
+
+    def specs_for(self, kind: Kind) -> list[KindSpec]:
+        """Every shape declared for ``kind`` (empty when the kind is unknown)."""
+        specs = self._by_name.get(kind)
+        if specs is None:
+            specs = self._by_name.get((ANY_CHANNEL, kind.topic, kind.subtopic), [])
+        return specs
+
+    def spec(self, kind: Kind, shape: Shape) -> KindSpec | None:
+        for spec in self.specs_for(kind):
+            if spec.shape == shape:
+                return spec
+        return None
+
+    def check(self, envelope: dict[str, Any], kind: Kind, sender: Role | str) -> Verdict:
+        """Decide whether ``sender`` may send ``envelope`` and whether it is valid.
+
+        This is on the hot path: the decision for a (kind, shape, sender) is
+        made once and cached, so a routed frame costs a dict lookup plus the
+        compiled validator.
+        """
+        shape = envelope_shape(envelope, kind)
+        key = (kind, shape, sender)
+        decided = self._decided.get(key)
+        if decided is None:
+            decided = self._decide(kind, shape, sender)
+            if decided.problem != "unknown":  # never cache names a client made up
+                self._decided[key] = decided
+        if decided.spec is None:
+            return decided
+        if decided.spec.fast.is_valid(envelope):
+            return decided
+        return Verdict(decided.spec, "schema", decided.spec.explain(envelope))
+
+    def _decide(self, kind: Kind, shape: Shape, sender: str) -> Verdict:
+        """Which schema applies, before looking at the envelope's content.
+
+        Order matters for the error a client sees: a name nobody declared is
+        ``unknown``; a declared name that this sender's role may not send in
+        any shape, or an event from an app, or a request from a provider, is
+        ``forbidden``; otherwise the schema of the shape the frame claims (or,
+        when the role has no such shape, the one it may send, whose error then
+        says what is missing).
+        """
+        specs = self.specs_for(kind)
+        if not specs:
+            return Verdict(None, "unknown", f"no message kind {kind}")
+        allowed = [spec for spec in specs if sender in spec.senders]
+        if not allowed:
+            who = " and ".join(sorted({s for spec in specs for s in spec.senders}))
+            return Verdict(None, "forbidden", f"{kind} is sent by: {who}; not by: {sender}")
+        chosen = next((spec for spec in allowed if spec.shape == shape), None)
+        if chosen is None:
+            if shape != "request" and sender == Role.APP:
+                return Verdict(None, "forbidden", f"apps may not send {shape}s ({kind})")
+            if shape == "request" and sender == Role.PROVIDER:
+                return Verdict(None, "forbidden", f"providers may not send requests ({kind})")
+            chosen = allowed[0]
+        return Verdict(chosen)
+
+    def validate(self, envelope: Any) -> str | None:
+        """Check an envelope from any sender (used by ``connect-bridge validate``).
+
+        Returns ``None`` when valid, else the reason.
+        """
+        if not isinstance(envelope, dict):
+            return "$: an envelope is a JSON object"
+        name = _kind(envelope)
+        if name is None:
+            return "$: channel, topic and subtopic must be strings"
+        spec = self.spec(name, envelope_shape(envelope, name))
+        if spec is None:
+            shapes = sorted(s.shape for s in self.specs_for(name))
+            if not shapes:
+                return f"$: no message kind {name}"
+            return f"$: {name} is a {' or '.join(shapes)}, not a {envelope_shape(envelope, name)}"
+        if spec.fast.is_valid(envelope):
+            return None
+        return spec.explain(envelope)
+
+
+def _kind(envelope: dict[str, Any]) -> Kind | None:
+    channel, topic, subtopic = (envelope.get(k) for k in ("channel", "topic", "subtopic"))
+    if isinstance(channel, str) and isinstance(topic, str) and isinstance(subtopic, str):
+        return Kind(channel, topic, subtopic)
+    return None
+
+
+def builtin_schema_dir() -> Path:
+    """The schemas shipped with the package (the wheel) or beside it (a checkout)."""
+    packaged = Path(str(resources.files("bridge"))) / "_data" / "schemas"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
+    """Read, check and compile every schema file in ``dirs``.
+
+    Raises :class:`CatalogError` naming the first bad file.
+    """
+    documents: list[tuple[Path, dict[str, Any]]] = []
+    for folder in dirs:
+        if not folder.is_dir():
+            raise CatalogError(f"{folder}: not a folder of schema files")
+        for path in sorted(folder.glob("*.json")):
+            documents.append((path, _read_schema(path)))
+
+    resources_by_id: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path, schema in documents:
+        schema_id = schema.get("$id")
+        if not isinstance(schema_id, str):
+            raise CatalogError(f"{path}: needs a string $id")
+        if schema_id in resources_by_id:
+            raise CatalogError(f"{path}: $id {schema_id} is also used by {resources_by_id[schema_id][0]}")
+        resources_by_id[schema_id] = (path, schema)
+
+    fast_registry = jsonschema_rs.Registry([(uri, s) for uri, (_, s) in resources_by_id.items()])
+    reference_registry: referencing.Registry[Any] = referencing.Registry().with_resources(
+        (uri, referencing.jsonschema.DRAFT202012.create_resource(s))
+        for uri, (_, s) in resources_by_id.items()
+    )
+
+    specs: list[KindSpec] = []
+    seen: dict[tuple[tuple[str, str, str], str], Path] = {}
+    for path, schema in documents:
+        annotation = schema.get("x-bridge")
+        if annotation is None:
+            continue  # shared definitions
+        kind, shape, senders = _read_annotation(path, schema, annotation)
+        key = (tuple(kind), shape)
+        if key in seen:
+            raise CatalogError(f"{path}: {kind} ({shape}) is already defined by {seen[key]}")
+        seen[key] = path  # type: ignore[index]
+        try:
+            fast = jsonschema_rs.Draft202012Validator(schema, registry=fast_registry)
+        except Exception as exc:  # jsonschema-rs raises ValueError/ReferencingError
+            raise CatalogError(f"{path}: cannot compile: {exc}") from exc
+        reference = jsonschema.Draft202012Validator(schema, registry=reference_registry)
+        specs.append(KindSpec(kind, shape, senders, path, schema, fast, reference, str(kind)))
+    return specs
+
+
+def _read_schema(path: Path) -> dict[str, Any]:
+    try:
+        schema = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise CatalogError(f"{path}: not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise CatalogError(f"{path}: a schema file holds one JSON object")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise CatalogError(f"{path}: not a valid JSON Schema (2020-12): {describe_error(exc)}") from exc
+    return schema
+
+
+def _read_annotation(
+    path: Path, schema: dict[str, Any], annotation: Any
+) -> tuple[Kind, Shape, frozenset[str]]:
+    if not isinstance(annotation, dict):
+        raise CatalogError(f"{path}: x-bridge must be an object")
+    shape = annotation.get("shape")
+    if shape not in _SHAPES:
+        raise CatalogError(f"{path}: x-bridge.shape must be one of {', '.join(_SHAPES)}")
+    senders = annotation.get("senders")
+    if (
+        not isinstance(senders, list)
+        or not senders
+        or not all(isinstance(s, str) and s in _SENDERS for s in senders)
+    ):
+        raise CatalogError(f"{path}: x-bridge.senders must list some of {', '.join(_SENDERS)}")
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        raise CatalogError(f"{path}: a kind schema needs properties channel, topic and subtopic")
+    names: list[str] = []
+    for field in ("channel", "topic", "subtopic"):
+        const = properties.get(field, {}).get("const") if isinstance(properties.get(field), dict) else None
+        if const is None and field == "channel":
+            names.append(ANY_CHANNEL)
+        elif isinstance(const, str) and const:
+            names.append(const)
+        else:
+            raise CatalogError(f"{path}: properties.{field} needs a string const naming the kind")
+    return Kind(*names), shape, frozenset(senders)

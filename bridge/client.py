@@ -1,0 +1,877 @@
+"""The Python client of the bus: apps and providers without WebSocket code.
+
+Apps::
+
+    async with BridgeClient(url, token=token, source="myapp") as bus:
+        state = bus.last("Amazon/Agent/SetAgentState")
+        answer = await bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"})
+        async for event in bus.events("Amazon/Agent/SetAgentState"):
+            ...
+
+Providers (``role="provider"``) read :meth:`BridgeClient.requests` and answer
+with :meth:`BridgeClient.publish` or :meth:`BridgeClient.send_error`.
+
+The client says ``Hello`` on every connection, reconnects by itself with
+exponential backoff and full jitter when the connection drops, and keeps the
+last event of each kind (the hub replays the retained state after each
+``Hello``). Requests in flight when the connection drops fail with
+:class:`ConnectionLost`; they are not resent, because the client cannot know
+whether the provider already carried them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from enum import StrEnum
+from typing import Any, Final, Generic, TypeVar
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from .protocol import (
+    HELLO,
+    PROVIDER_STATUS,
+    REPLACED,
+    WELCOME,
+    CloseCode,
+    ErrorType,
+    Kind,
+    Role,
+    dumps,
+    error,
+    event,
+    is_error_kind,
+    kind_of,
+    request,
+)
+
+__all__ = [
+    "AgentStateNotFound",
+    "BridgeClient",
+    "BridgeError",
+    "ClientClosed",
+    "ConnectFailed",
+    "ConnectionLost",
+    "ConnectionState",
+    "DuplicateRequestId",
+    "Envelope",
+    "Forbidden",
+    "InvalidRequest",
+    "MuteFailed",
+    "NotAuthenticated",
+    "ProviderUnavailable",
+    "RateLimited",
+    "Replaced",
+    "RequestFailed",
+    "RequestTimeout",
+    "Stream",
+    "UpdateAgentStateFailed",
+    "error_from_envelope",
+]
+
+log = logging.getLogger("bridge.client")
+
+#: One envelope, as parsed JSON.
+Envelope = dict[str, Any]
+
+#: Client-side error types: these never travel on the wire.
+CONNECTION_LOST: Final = "CONNECTION_LOST"
+CONNECT_FAILED: Final = "CONNECT_FAILED"
+CLIENT_CLOSED: Final = "CLIENT_CLOSED"
+REPLACED_TYPE: Final = "REPLACED"
+
+
+# ----- errors ----------------------------------------------------------------------------
+
+
+class BridgeError(Exception):
+    """Any failure the bus reports, on the wire or in the client.
+
+    ``error_type`` is the stable code (``errorType``); ``error_message`` the
+    technical cause; ``msg`` a sentence fit to show a person; ``request`` the
+    kind of the failed request when known; ``envelope`` the error envelope as
+    received (``None`` for errors raised by the client itself).
+    """
+
+    def __init__(
+        self,
+        error_type: str,
+        error_message: str,
+        msg: str,
+        *,
+        request: Kind | None = None,
+        envelope: Envelope | None = None,
+    ) -> None:
+        super().__init__(f"{error_type}: {error_message}")
+        self.error_type = error_type
+        self.error_message = error_message
+        self.msg = msg
+        self.request = request
+        self.envelope = envelope
+
+
+class RequestFailed(BridgeError):
+    """The hub or the provider answered a frame with an error envelope."""
+
+
+class InvalidRequest(RequestFailed):
+    """INVALID_JSON, INVALID_ENVELOPE, UNKNOWN_MESSAGE or SCHEMA_VIOLATION."""
+
+
+class NotAuthenticated(RequestFailed):
+    """NOT_AUTHENTICATED: bad or missing Hello, token or role. The hub closes the connection."""
+
+
+class Forbidden(RequestFailed):
+    """FORBIDDEN: a kind this role may not send."""
+
+
+class ProviderUnavailable(RequestFailed):
+    """PROVIDER_UNAVAILABLE: the agent's provider (Streams page) is not connected."""
+
+
+class RateLimited(RequestFailed):
+    """RATE_LIMITED: too many frames."""
+
+
+class DuplicateRequestId(RequestFailed):
+    """DUPLICATE_REQUEST_ID: the id is already in flight for this agent."""
+
+
+class AgentStateNotFound(RequestFailed):
+    """AGENT_STATE_NOT_FOUND: no agent state has that name."""
+
+
+class UpdateAgentStateFailed(RequestFailed):
+    """UPDATE_AGENT_STATE_FAILED: Amazon Connect refused the change."""
+
+
+class MuteFailed(RequestFailed):
+    """MUTE_FAILED: mute needs an active softphone call."""
+
+
+class RequestTimeout(BridgeError, TimeoutError):
+    """No answer in time: the hub's REQUEST_TIMEOUT, or the client's own timeout.
+
+    ``local`` is true when the client gave up before the hub said anything.
+    """
+
+    def __init__(
+        self,
+        error_type: str,
+        error_message: str,
+        msg: str,
+        *,
+        request: Kind | None = None,
+        envelope: Envelope | None = None,
+        local: bool = False,
+    ) -> None:
+        super().__init__(error_type, error_message, msg, request=request, envelope=envelope)
+        self.local = local
+
+
+class ConnectionLost(BridgeError, ConnectionError):
+    """There is no connection to use: it dropped while a request was in flight,
+    or the client is reconnecting. The request may or may not have been carried out."""
+
+
+class ConnectFailed(ConnectionLost):
+    """The first connection could not be made (hub unreachable, handshake refused)."""
+
+
+class ClientClosed(ConnectionLost):
+    """The client was closed (by :meth:`BridgeClient.close`)."""
+
+
+class Replaced(ConnectionLost):
+    """A newer provider for the same agent took over (close code 4001); no reconnect."""
+
+
+_ERROR_CLASSES: Final[dict[str, type[BridgeError]]] = {
+    ErrorType.INVALID_JSON: InvalidRequest,
+    ErrorType.INVALID_ENVELOPE: InvalidRequest,
+    ErrorType.UNKNOWN_MESSAGE: InvalidRequest,
+    ErrorType.SCHEMA_VIOLATION: InvalidRequest,
+    ErrorType.NOT_AUTHENTICATED: NotAuthenticated,
+    ErrorType.FORBIDDEN: Forbidden,
+    ErrorType.PROVIDER_UNAVAILABLE: ProviderUnavailable,
+    ErrorType.REQUEST_TIMEOUT: RequestTimeout,
+    ErrorType.RATE_LIMITED: RateLimited,
+    ErrorType.DUPLICATE_REQUEST_ID: DuplicateRequestId,
+    ErrorType.AGENT_STATE_NOT_FOUND: AgentStateNotFound,
+    ErrorType.UPDATE_AGENT_STATE_FAILED: UpdateAgentStateFailed,
+    ErrorType.MUTE_FAILED: MuteFailed,
+}
+
+
+def error_from_envelope(envelope: Envelope) -> BridgeError:
+    """The exception for an error envelope: the class of its ``errorType``,
+    :class:`RequestFailed` for types this client does not know."""
+    data = envelope.get("data")
+    data = data if isinstance(data, dict) else {}
+    error_type = str(data.get("errorType", "UNKNOWN"))
+    error_message = str(data.get("errorMessage", ""))
+    msg = str(data.get("msg", "The request failed."))
+    requested = kind_of(data.get("request"))
+    cls = _ERROR_CLASSES.get(error_type, RequestFailed)
+    return cls(error_type, error_message, msg, request=requested, envelope=envelope)
+
+
+# ----- connection state and streams --------------------------------------------------------
+
+
+class ConnectionState(StrEnum):
+    """Where the client's connection stands."""
+
+    #: The first connection is being made.
+    CONNECTING = "connecting"
+    #: Connected and ``Hello`` accepted: requests can be sent.
+    OPEN = "open"
+    #: The connection dropped; a new one is being made after a backoff delay.
+    RECONNECTING = "reconnecting"
+    #: Closed for good (by :meth:`BridgeClient.close` or a fatal error); see ``close_error``.
+    CLOSED = "closed"
+
+
+T = TypeVar("T")
+_END: Final = object()
+
+
+class Stream(Generic[T]):
+    """An async iterator over items the client delivers (events, requests or errors).
+
+    It buffers at most ``maxsize`` items; when a consumer falls that far
+    behind, the oldest are dropped and counted in :attr:`dropped`, so a slow
+    consumer never makes the client's memory grow without bound. Iteration
+    ends when the client closes; if it closed because of an error (for
+    instance a refused token on reconnect), that error is raised.
+    Use ``async with`` or :meth:`close` to stop receiving early.
+    """
+
+    def __init__(self, accepts: Callable[[T], bool], maxsize: int, on_close: Callable[[Stream[T]], None]) -> None:
+        self._accepts = accepts
+        self._items: deque[object] = deque()
+        self._maxsize = maxsize
+        self._ready = asyncio.Event()
+        self._on_close = on_close
+        self._closed = False
+        self._error: BaseException | None = None
+        #: Items dropped because the consumer fell more than ``maxsize`` behind.
+        self.dropped = 0
+
+    def _offer(self, item: T) -> None:
+        if self._closed or not self._accepts(item):
+            return
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+        self._ready.set()
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._error = error
+        self._items.append(_END)
+        self._ready.set()
+
+    def close(self) -> None:
+        """Stop receiving; items already buffered are still yielded."""
+        if not self._closed:
+            self._finish(None)
+            self._on_close(self)
+
+    def __aiter__(self) -> Stream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        item = self._items.popleft()
+        if item is _END:
+            self._items.appendleft(_END)  # stay finished for later calls
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        return item  # type: ignore[return-value]
+
+    async def get(self, timeout: float | None = None) -> T:
+        """The next item; :class:`TimeoutError` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            return await self.__anext__()
+
+    async def __aenter__(self) -> Stream[T]:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _kind_name(kind: str | Kind) -> str:
+    return str(kind) if isinstance(kind, Kind) else str(Kind.parse(kind))
+
+
+StateListener = Callable[["ConnectionState"], None]
+TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
+
+
+# ----- the client ---------------------------------------------------------------------------
+
+
+class BridgeClient:
+    """One connection to the hub, for one agent, as an app or the agent's provider.
+
+    Give either ``token`` (a secured hub; a string, or a function returning a
+    fresh one, called before every connection) or ``agent`` (an open demo hub).
+
+    Timing parameters are in seconds. Backoff before reconnect attempt ``n``
+    (from 0) is a uniform random delay in ``[0, min(backoff_max,
+    backoff_initial * 2**n))`` ("full jitter", so that a hub restart is not met
+    by every client at the same instant); ``n`` goes back to 0 once a
+    connection has stayed up for ``stable_after``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: TokenSource | None = None,
+        agent: str | None = None,
+        role: Role | str = Role.APP,
+        source: str = "python-client",
+        request_timeout: float = 15.0,
+        connect_timeout: float = 10.0,
+        reconnect: bool = True,
+        retry_first_connect: bool = False,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        stable_after: float = 10.0,
+        max_queue: int = 10_000,
+        max_frame_size: int = 64 * 1024,
+    ) -> None:
+        """``request_timeout`` is the client's own limit per request; keep it
+        above the hub's (10 s by default) so that the hub's REQUEST_TIMEOUT,
+        which names the cause, normally arrives first.
+
+        ``retry_first_connect``: when false (the default) entering the client
+        fails at once with :class:`ConnectFailed` if the hub cannot be reached;
+        when true it keeps trying with backoff, as after a drop (for
+        long-running providers started before the hub).
+        """
+        if (token is None) == (agent is None):
+            raise ValueError("give exactly one of token (secured hub) or agent (open hub)")
+        if not 1 <= len(source) <= 64:
+            raise ValueError("source must be 1 to 64 characters")
+        self.url = url
+        self.role = Role(role)
+        self.source = source
+        self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect = reconnect
+        self.retry_first_connect = retry_first_connect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.stable_after = stable_after
+        self.max_queue = max_queue
+        self.max_frame_size = max_frame_size
+        self._token = token
+        self._agent_name = agent
+
+        self._state = ConnectionState.CLOSED
+        self._started = False
+        self._closing = False
+        self._ws: ClientConnection | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._pending: dict[str, tuple[asyncio.Future[Envelope], Kind]] = {}
+        self._last: dict[str, Envelope] = {}
+        self._listeners: list[StateListener] = []
+        self._state_changed = asyncio.Event()
+        self._event_streams: weakref.WeakSet[Stream[Envelope]] = weakref.WeakSet()
+        self._error_streams: weakref.WeakSet[Stream[BridgeError]] = weakref.WeakSet()
+        # Requests reach a provider whether or not anyone iterates yet: one queue, kept.
+        self._requests: Stream[Envelope] = Stream(lambda _: True, max_queue, lambda _: None)
+        self._rng = random.Random()
+
+        #: The last ``Welcome`` message: ``{agent, role, connectionId, providerConnected}``.
+        self.welcome: dict[str, Any] | None = None
+        #: Whether the agent's provider is connected, from Welcome and ProviderStatus.
+        self.provider_connected: bool | None = None
+        #: Why the client closed for good, when it was not :meth:`close`.
+        self.close_error: BridgeError | None = None
+        #: How many connections have been made (1 after the first, +1 per reconnect).
+        self.connections = 0
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> BridgeClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect and complete ``Hello``, then keep the connection up in the background.
+
+        Raises :class:`ConnectFailed`, or the hub's error (for instance
+        :class:`NotAuthenticated`), when the first connection fails and
+        ``retry_first_connect`` is false.
+        """
+        if self._started:
+            raise RuntimeError("a BridgeClient starts once; make a new one")
+        self._started = True
+        self._set_state(ConnectionState.CONNECTING)
+        first: ClientConnection | None = None
+        if not self.retry_first_connect:
+            try:
+                first = await self._open()
+            except BaseException as exc:
+                self._closing = True
+                self._set_state(ConnectionState.CLOSED)
+                if isinstance(exc, BridgeError):
+                    self.close_error = exc
+                self._end_streams(self.close_error)
+                raise
+        if first is not None:
+            self._mark_open(first)
+        self._runner = asyncio.create_task(self._run(first), name=f"bridge-client-{self.source}")
+
+    async def close(self) -> None:
+        """Close the connection and stop reconnecting. Safe to call twice.
+
+        Requests in flight fail with :class:`ClientClosed`; streams end.
+        """
+        self._closing = True
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+        self._fail_pending(ClientClosed(CLIENT_CLOSED, "the client was closed", "The connection was closed."))
+        self._set_state(ConnectionState.CLOSED)
+        self._end_streams(self.close_error)
+
+    # ----- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """The connection's state now."""
+        return self._state
+
+    @property
+    def agent(self) -> str | None:
+        """The agent this client joined (from ``Welcome``), or the one it asked for."""
+        if self.welcome is not None:
+            return str(self.welcome["agent"])
+        return self._agent_name
+
+    @property
+    def connection_id(self) -> str | None:
+        """The hub's id for the current (or last) connection."""
+        return None if self.welcome is None else str(self.welcome["connectionId"])
+
+    def add_state_listener(self, listener: StateListener) -> Callable[[], None]:
+        """Call ``listener(state)`` on every change of :attr:`state`; returns a function
+        that removes it. Listeners run synchronously inside the client: keep them short
+        and start a task for anything that awaits."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    async def wait_for_state(self, *states: ConnectionState, timeout: float | None = None) -> ConnectionState:
+        """Wait until :attr:`state` is one of ``states``; returns it.
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds, and
+        ``close_error`` (or :class:`ClientClosed`) if the client closes first
+        while waiting for another state.
+        """
+        async with asyncio.timeout(timeout):
+            while self._state not in states:
+                if self._state is ConnectionState.CLOSED:
+                    raise self.close_error or ClientClosed(CLIENT_CLOSED, "the client is closed", "The connection was closed.")
+                self._state_changed.clear()
+                await self._state_changed.wait()
+        return self._state
+
+    def _set_state(self, state: ConnectionState) -> None:
+        if state is self._state:
+            return
+        self._state = state
+        self._state_changed.set()
+        for listener in list(self._listeners):
+            try:
+                listener(state)
+            except Exception:  # a listener's bug must not break the connection
+                log.exception("connection state listener failed")
+
+    # ----- apps: requests and events ---------------------------------------------------
+
+    async def request(
+        self,
+        channel: str,
+        topic: str,
+        subtopic: str,
+        data: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Envelope:
+        """Send a request and return the event that answers it (its ``replyTo`` is our id).
+
+        Raises the error's exception (a :class:`RequestFailed` subclass chosen
+        by ``errorType``), :class:`RequestTimeout` when neither an answer nor an
+        error arrives within ``timeout`` (default ``request_timeout``), or
+        :class:`ConnectionLost` when there is no connection or it drops first.
+        """
+        kind = Kind(channel, topic, subtopic)
+        request_id = uuid.uuid4().hex
+        ws = self._require_open()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Envelope] = loop.create_future()
+        self._pending[request_id] = (answer, kind)
+        limit = self.request_timeout if timeout is None else timeout
+        try:
+            await self._send_on(ws, request(kind, self.source, data, id=request_id))
+            async with asyncio.timeout(limit):
+                return await answer
+        except TimeoutError as exc:
+            if isinstance(exc, RequestTimeout):
+                raise
+            raise RequestTimeout(
+                ErrorType.REQUEST_TIMEOUT,
+                f"no answer to {kind} within {limit:g} s (client-side timeout)",
+                "The agent's softphone did not answer in time.",
+                request=kind,
+                local=True,
+            ) from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    def events(self, *kinds: str | Kind) -> Stream[Envelope]:
+        """Events from now on, of the given kinds (``"Amazon/Agent/SetAgentState"``), or all.
+
+        ``Bridge/Session`` events (``ProviderStatus``) are included; the
+        ``Welcome`` of each connection is not (see :attr:`welcome`). Retained
+        replays after a reconnect come through with ``retained: true``.
+        """
+        wanted = frozenset(_kind_name(k) for k in kinds)
+
+        def accepts(envelope: Envelope) -> bool:
+            return not wanted or str(kind_of(envelope)) in wanted
+
+        stream: Stream[Envelope] = Stream(accepts, self.max_queue, self._event_streams.discard)
+        self._event_streams.add(stream)
+        if self._state is ConnectionState.CLOSED and self._started:
+            stream._finish(self.close_error)
+        return stream
+
+    def errors(self) -> Stream[BridgeError]:
+        """Errors that answer no pending request (for instance the hub refusing an
+        event a provider sent, which carries no id)."""
+        stream: Stream[BridgeError] = Stream(lambda _: True, self.max_queue, self._error_streams.discard)
+        self._error_streams.add(stream)
+        return stream
+
+    def last(self, kind: str | Kind) -> Envelope | None:
+        """The last event of ``kind`` received (including retained replays), or None."""
+        return self._last.get(_kind_name(kind))
+
+    async def wait_for(
+        self,
+        kind: str | Kind,
+        predicate: Callable[[Envelope], bool] | None = None,
+        *,
+        timeout: float | None = None,
+        current: bool = True,
+    ) -> Envelope:
+        """The first event of ``kind`` for which ``predicate`` holds.
+
+        With ``current`` (default) the last one already received counts too,
+        so ``await bus.wait_for("Amazon/Agent/SetAgentState")`` returns the
+        retained state whether or not it has arrived yet.
+        Raises :class:`TimeoutError` after ``timeout`` seconds.
+        """
+        check = predicate or (lambda _: True)
+        async with asyncio.timeout(timeout), self.events(kind) as stream:
+            seen = self.last(kind)
+            if current and seen is not None and check(seen):
+                return seen
+            async for envelope in stream:
+                if check(envelope):
+                    return envelope
+        raise self.close_error or ClientClosed(CLIENT_CLOSED, "the client is closed", "The connection was closed.")
+
+    # ----- providers ---------------------------------------------------------------------
+
+    def requests(self) -> Stream[Envelope]:
+        """Requests routed to this provider, buffered from the moment the client started.
+
+        There is one such stream per client; answer each request with
+        :meth:`publish` (``reply_to=request["id"]``) or :meth:`send_error`.
+        """
+        if self.role is not Role.PROVIDER:
+            raise RuntimeError("only a provider receives requests")
+        return self._requests
+
+    async def publish(self, kind: str | Kind, message: Any, *, reply_to: str | None = None) -> None:
+        """Send an event (providers). Raises :class:`ConnectionLost` when not connected."""
+        name = kind if isinstance(kind, Kind) else Kind.parse(kind)
+        await self.send(event(name, message, reply_to=reply_to))
+
+    async def send_error(
+        self,
+        to: Envelope,
+        error_type: ErrorType | str,
+        error_message: str,
+        *,
+        msg: str | None = None,
+    ) -> None:
+        """Answer the request envelope ``to`` with an error (providers).
+
+        The error's channel, ``request`` and ``replyTo`` come from ``to``;
+        ``msg`` defaults to the protocol's sentence for ``error_type``.
+        """
+        failed = kind_of(to)
+        reply_to = to.get("id")
+        await self.send(
+            error(
+                error_type,
+                error_message,
+                msg=msg,
+                channel=failed.channel if failed else "Bridge",
+                request=failed,
+                reply_to=reply_to if isinstance(reply_to, str) else None,
+            )
+        )
+
+    async def send(self, envelope: Envelope) -> None:
+        """Send one envelope as it is. Raises :class:`ConnectionLost` when not connected."""
+        await self._send_on(self._require_open(), envelope)
+
+    # ----- internals: connecting -------------------------------------------------------
+
+    def _require_open(self) -> ClientConnection:
+        ws = self._ws
+        if ws is None or self._state is not ConnectionState.OPEN:
+            if self._state is ConnectionState.CLOSED:
+                raise self.close_error or ClientClosed(CLIENT_CLOSED, "the client is closed", "The connection was closed.")
+            raise ConnectionLost(
+                CONNECTION_LOST,
+                f"not connected to {self.url} ({self._state})",
+                "The connection to the bridge is down; retrying.",
+            )
+        return ws
+
+    async def _send_on(self, ws: ClientConnection, envelope: Envelope) -> None:
+        try:
+            # Text frames only (the protocol); orjson's bytes go out without re-encoding.
+            await ws.send(dumps(envelope), text=True)
+        except ConnectionClosed as exc:
+            raise ConnectionLost(
+                CONNECTION_LOST, f"connection closed while sending: {exc}", "The connection to the bridge was lost."
+            ) from exc
+
+    async def _hello_data(self) -> dict[str, Any]:
+        if self._agent_name is not None:
+            return {"role": str(self.role), "agent": self._agent_name}
+        token = self._token
+        if callable(token):
+            produced = token()
+            token = await produced if inspect.isawaitable(produced) else produced
+        return {"role": str(self.role), "token": token}
+
+    async def _open(self) -> ClientConnection:
+        """Connect and complete Hello; returns the open connection.
+
+        Raises :class:`ConnectFailed` for network and handshake failures and
+        the hub's own error (usually :class:`NotAuthenticated`) for a refused Hello.
+        """
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                ws = await connect(
+                    self.url,
+                    max_size=self.max_frame_size,
+                    open_timeout=None,  # the enclosing timeout covers connect and Hello
+                    compression=None,
+                )
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            raise ConnectFailed(
+                CONNECT_FAILED, f"cannot connect to {self.url}: {exc!r}", "The bridge cannot be reached."
+            ) from exc
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                hello_id = uuid.uuid4().hex
+                await ws.send(dumps(request(HELLO, self.source, await self._hello_data(), id=hello_id)), text=True)
+                while True:
+                    envelope = orjson.loads(await ws.recv(decode=False))
+                    kind = kind_of(envelope)
+                    if kind == WELCOME:
+                        self.welcome = dict(envelope["message"])
+                        self.provider_connected = bool(self.welcome.get("providerConnected"))
+                        return ws
+                    if kind is not None and is_error_kind(kind):
+                        raise error_from_envelope(envelope)
+                    log.warning("ignoring %s before Welcome", kind)
+        except BaseException as exc:
+            await ws.close()
+            if isinstance(exc, BridgeError):
+                raise
+            if isinstance(exc, (ConnectionClosed, TimeoutError, OSError, orjson.JSONDecodeError)):
+                raise ConnectFailed(
+                    CONNECT_FAILED, f"Hello to {self.url} failed: {exc!r}", "The bridge did not accept the connection."
+                ) from exc
+            raise
+
+    def _is_fatal(self, exc: BridgeError) -> bool:
+        """Errors that another attempt cannot cure."""
+        if isinstance(exc, Replaced):
+            return True
+        # A refused token stays refused unless the caller can make a fresh one.
+        return isinstance(exc, NotAuthenticated) and not callable(self._token)
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**attempt))."""
+        return self._rng.uniform(0, min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30)))
+
+    def _mark_open(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.connections += 1
+        self._set_state(ConnectionState.OPEN)
+
+    async def _run(self, ws: ClientConnection | None) -> None:
+        """Keep a connection up until closed: read, and on a drop back off and reconnect.
+
+        ``ws`` is the connection :meth:`start` already opened, or None when the
+        first connection is to be made here (``retry_first_connect``).
+        """
+        attempt = 0
+        while not self._closing:
+            if ws is None:
+                try:
+                    ws = await self._open()
+                except BridgeError as exc:
+                    if self._is_fatal(exc):
+                        self.close_error = exc
+                        break
+                    log.info("connecting to %s failed (%s); retrying", self.url, exc.error_message)
+                    await asyncio.sleep(self._backoff(attempt))
+                    attempt += 1
+                    continue
+                self._mark_open(ws)
+            opened_at = asyncio.get_running_loop().time()
+            lost = await self._read(ws)
+            # No await between here and _fail_pending: a request sees either the
+            # open connection or none, never a half-closed one.
+            self._ws = None
+            ws = None
+            self._fail_pending(lost)
+            if self._is_fatal(lost) or not self.reconnect:
+                self.close_error = lost
+                break
+            log.info("connection to %s lost (%s); reconnecting", self.url, lost.error_message)
+            self._set_state(ConnectionState.RECONNECTING)
+            if asyncio.get_running_loop().time() - opened_at >= self.stable_after:
+                attempt = 0
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+        self._closing = True
+        self._set_state(ConnectionState.CLOSED)
+        self._end_streams(self.close_error)
+
+    async def _read(self, ws: ClientConnection) -> ConnectionLost:
+        """Dispatch frames until the connection ends; says how it ended."""
+        try:
+            while True:
+                frame = await ws.recv(decode=False)
+                try:
+                    envelope = orjson.loads(frame)
+                except orjson.JSONDecodeError:
+                    log.warning("ignoring a frame that is not JSON")
+                    continue
+                try:
+                    self._dispatch(envelope)
+                except Exception:  # one odd frame must not end the connection
+                    log.exception("could not dispatch a frame")
+        except ConnectionClosed as exc:
+            code = exc.rcvd.code if exc.rcvd is not None else None
+            reason = exc.rcvd.reason if exc.rcvd is not None else ""
+            if code == CloseCode.REPLACED:
+                return Replaced(
+                    REPLACED_TYPE,
+                    f"replaced by a newer provider for {self.agent} (close {code})",
+                    "Another provider took over for this agent.",
+                )
+            return ConnectionLost(
+                CONNECTION_LOST,
+                f"connection to {self.url} closed (code {code}{': ' + reason if reason else ''})",
+                "The connection to the bridge was lost.",
+            )
+
+    def _dispatch(self, envelope: Any) -> None:
+        kind = kind_of(envelope)
+        if kind is None:
+            log.warning("ignoring a frame that is not an envelope")
+            return
+        reply_to = envelope.get("replyTo")
+        if is_error_kind(kind):
+            failure = error_from_envelope(envelope)
+            pending = self._pending.get(reply_to) if isinstance(reply_to, str) else None
+            if pending is not None and not pending[0].done():
+                if failure.request is None:
+                    failure.request = pending[1]
+                pending[0].set_exception(failure)
+            else:
+                log.warning("error from the hub: %s", failure)
+                for errors in list(self._error_streams):
+                    errors._offer(failure)
+            return
+        if "message" not in envelope:
+            if self.role is Role.PROVIDER:
+                self._requests._offer(envelope)
+            else:
+                log.warning("ignoring request %s sent to an app", kind)
+            return
+        if kind == WELCOME:
+            return
+        if kind == PROVIDER_STATUS and isinstance(envelope["message"], dict):
+            self.provider_connected = bool(envelope["message"].get("connected"))
+        if kind == REPLACED:
+            log.warning("replaced by a newer provider for %s", self.agent)
+        name = str(kind)
+        self._last[name] = envelope
+        if isinstance(reply_to, str):
+            pending = self._pending.get(reply_to)
+            if pending is not None and not pending[0].done():
+                pending[0].set_result(envelope)
+        for stream in list(self._event_streams):
+            stream._offer(envelope)
+
+    def _fail_pending(self, exc: BridgeError) -> None:
+        for answer, kind in list(self._pending.values()):
+            if not answer.done():
+                answer.set_exception(
+                    type(exc)(exc.error_type, f"{exc.error_message}; {kind} was in flight", exc.msg, request=kind)
+                )
+        self._pending.clear()
+
+    def _end_streams(self, error: BaseException | None) -> None:
+        streams: Iterable[Stream[Any]] = [*self._event_streams, *self._error_streams, self._requests]
+        for stream in streams:
+            stream._finish(error)

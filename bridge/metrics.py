@@ -1,0 +1,103 @@
+"""Prometheus metrics for one hub node, served at ``/metrics``.
+
+Each hub gets its own registry, so several hubs in one process (tests,
+embedding) never share counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Live(Collector):
+    """Gauges read from the node when scraped, so they are never stale."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Any:
+        stats = self.stats()
+        connections = GaugeMetricFamily(
+            "bridge_connections", "Joined connections on this node, by role", labels=["role"]
+        )
+        for role, count in stats["connections"].items():
+            connections.add_metric([role], count)
+        yield connections
+        yield GaugeMetricFamily("bridge_agents", "Agents with a connection on this node", value=stats["agents"])
+        yield GaugeMetricFamily(
+            "bridge_pending_requests", "Requests waiting for their provider", value=stats["pendingRequests"]
+        )
+        yield GaugeMetricFamily(
+            "bridge_broker_healthy",
+            "1 when the broker's backend is reachable, 0 when degraded",
+            value=1 if stats["status"] == "ok" else 0,
+        )
+
+
+class Metrics:
+    """Counters the node and server bump; implements :class:`bridge.node.Observer`."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self.registry = CollectorRegistry()
+        self.frames_in = Counter(
+            "bridge_frames_in", "Frames received, by message kind", ["kind"], registry=self.registry
+        )
+        self.frames_out = Counter(
+            "bridge_frames_out", "Frames sent, by what they were", ["kind"], registry=self.registry
+        )
+        self.errors = Counter(
+            "bridge_errors", "Error envelopes sent, by errorType", ["type"], registry=self.registry
+        )
+        self.validation_seconds = Histogram(
+            "bridge_validation_seconds",
+            "Time to parse and route one frame (validation included)",
+            buckets=(1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 1e-3, 1e-2),
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "bridge_request_seconds",
+            "From a request's arrival to its answer",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.disconnects = Counter(
+            "bridge_disconnects",
+            "Connections the hub closed, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.registry.register(_Live(stats))
+        # Labelled children are cached: looking one up is the slow part of a counter.
+        self._in: dict[str, Any] = {}
+        self._out: dict[str, Any] = {}
+
+    def frame_in(self, kind: str) -> None:
+        child = self._in.get(kind)
+        if child is None:
+            child = self._in[kind] = self.frames_in.labels(kind)
+        child.inc()
+
+    def frame_out(self, kind: str, count: int) -> None:
+        child = self._out.get(kind)
+        if child is None:
+            child = self._out[kind] = self.frames_out.labels(kind)
+        child.inc(count)
+
+    def error_sent(self, error_type: str) -> None:
+        self.errors.labels(error_type).inc()
+
+    def request_done(self, seconds: float) -> None:
+        self.request_seconds.observe(seconds)
+
+    def disconnected(self, reason: str) -> None:
+        self.disconnects.labels(reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,255 @@
+"""The WebSocket server: sockets in, frames to the node, frames out.
+
+This is the only module that knows about ``websockets``. It owns what is
+about a socket rather than about routing: the Hello deadline, frame size,
+binary frames, the per-connection rate limit, slow consumers, origins,
+shutdown, and the HTTP endpoints on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.protocol import State
+
+from . import http, protocol
+from .broker import Broker, MemoryBroker
+from .catalog import Catalog
+from .config import HubConfig
+from .limits import TokenBucket
+from .metrics import CONTENT_TYPE, Metrics
+from .node import Node
+from .protocol import CloseCode, ErrorType
+from .router import Joined, Peer, Reply, Router, hub_error
+
+log = logging.getLogger("bridge.server")
+
+
+class SocketTransport:
+    """A :class:`bridge.node.Transport` over one ``websockets`` connection.
+
+    ``send`` writes straight into the connection's buffer without awaiting,
+    the way ``websockets.broadcast`` does, so one slow client never holds up a
+    fan-out. A client whose unsent bytes pass ``max_buffer`` is too slow to
+    keep: it is closed with 4008 and told to reconnect.
+    """
+
+    __slots__ = ("connection", "max_buffer", "metrics", "closing")
+
+    def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics) -> None:
+        self.connection = connection
+        self.max_buffer = max_buffer
+        self.metrics = metrics
+        self.closing = False
+
+    def send(self, data: bytes) -> None:
+        connection = self.connection
+        if self.closing or connection.protocol.state is not State.OPEN:
+            return
+        if connection.transport.get_write_buffer_size() > self.max_buffer:
+            self.metrics.disconnected("too_slow")
+            log.warning("closing %s: too slow to read", connection.id)
+            # The close frame would wait behind the full buffer: drop the socket.
+            self.closing = True
+            connection.protocol.send_close(CloseCode.TOO_SLOW, "too slow; reconnect")
+            connection.transport.abort()
+            return
+        connection.protocol.send_text(data)
+        connection.send_data()
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        asyncio.get_running_loop().create_task(self.connection.close(code, reason))
+
+
+class HubServer:
+    """A running hub node: ``async with HubServer(config) as hub: ...``."""
+
+    def __init__(self, config: HubConfig, *, catalog: Catalog | None = None, broker: Broker | None = None) -> None:
+        self.config = config
+        self.catalog = catalog if catalog is not None else Catalog.load(config.schema_dirs)
+        self.metrics = Metrics(lambda: self.node.stats())
+        self.router = Router(
+            self.catalog,
+            secret=config.secret,
+            open_mode=config.open_mode,
+            token_leeway=config.token_leeway,
+            request_timeout=config.request_timeout,
+            on_frame=self.metrics.frame_in,
+        )
+        self.broker = broker if broker is not None else _make_broker(config)
+        self.node = Node(self.router, self.broker, self.metrics)
+        self.static_dir = config.static_dir or http.builtin_static_dir()
+        self.streams_dir = config.streams_dir or http.default_streams_dir()
+        self._server: Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.node.start()
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=self._process_request,
+            max_size=self.config.max_frame_size,
+            compression="deflate" if self.config.compression else None,
+            close_timeout=2,
+            # Incoming frames queue little: the rate limit is checked as they are read.
+            max_queue=32,
+            server_header="connect-bridge",
+        )
+
+    async def close(self) -> None:
+        """Stop accepting, close every client with 1001 (going away), stop the node."""
+        if self._server is not None:
+            self._server.close(close_connections=True)
+            await self._server.wait_closed()
+        await self.node.close()
+
+    async def __aenter__(self) -> HubServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.config.host}:{self.port}{http.WS_PATH}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    # --- HTTP ------------------------------------------------------------------
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == http.WS_PATH:
+            if not http.origin_allowed(request, self.config.allow_origins):
+                log.info("refused origin %s", request.headers.get("Origin"))
+                return http.text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+            return None
+        if path == "/healthz":
+            return http.response(HTTPStatus.OK, orjson.dumps(self.node.stats()), "application/json")
+        if path == "/metrics":
+            return http.response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
+        if path.startswith(http.STREAMS_PREFIX):
+            return http.serve_file(self.streams_dir, path[len(http.STREAMS_PREFIX) :])
+        return http.serve_file(self.static_dir, path)
+
+    # --- one connection ----------------------------------------------------------
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
+        peer = await self._greet(connection, transport)
+        if peer is None:
+            return
+        try:
+            await self._serve(connection, transport, peer)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self.node.leave(peer)
+
+    async def _greet(self, connection: ServerConnection, transport: SocketTransport) -> Peer | None:
+        """Wait for Hello; join the client to its agent, or refuse and close it."""
+        try:
+            async with asyncio.timeout(self.config.hello_timeout):
+                frame = await connection.recv()
+        except TimeoutError:
+            self._refuse(transport, f"no Hello within {self.config.hello_timeout:g} s")
+            return None
+        except ConnectionClosed:
+            return None
+        if isinstance(frame, bytes):
+            self._refuse(transport, "binary frames are not accepted; send Hello as text")
+            return None
+        result = self.router.hello(frame)
+        if not isinstance(result, Joined):
+            for output in result.outputs:
+                await self.node.execute(output, transport)
+            return None
+        peer = result.peer
+        if self.node.connections_of(peer.agent) >= self.config.max_connections_per_agent:
+            self._refuse(
+                transport,
+                f"agent {peer.agent} already has {self.config.max_connections_per_agent} connections",
+                ErrorType.FORBIDDEN,
+            )
+            return None
+        await self.node.join(peer, transport)
+        log.info("%s joined agent %s as %s (%s)", peer.connection_id, peer.agent, peer.role, peer.source)
+        return peer
+
+    def _refuse(self, transport: SocketTransport, why: str, error_type: ErrorType = ErrorType.NOT_AUTHENTICATED) -> None:
+        err = hub_error(error_type, why, protocol.HELLO, None)
+        transport.send(orjson.dumps(err))
+        self.metrics.error_sent(error_type)
+        transport.close(CloseCode.POLICY_VIOLATION, why[:120])
+
+    async def _serve(self, connection: ServerConnection, transport: SocketTransport, peer: Peer) -> None:
+        config = self.config
+        bucket = TokenBucket.full(config.rate_limit, config.rate_burst, time.monotonic())
+        async for frame in connection:
+            if isinstance(frame, bytes):
+                await self._reject_binary(transport)
+                return
+            if not bucket.take(time.monotonic()):
+                if bucket.refused_in_a_row >= config.flood_close_after:
+                    self.metrics.disconnected("flooding")
+                    transport.close(CloseCode.POLICY_VIOLATION, "flooding")
+                    return
+                self._rate_limited(transport, frame)
+                continue
+            await self.node.receive(peer, transport, frame)
+
+    async def _reject_binary(self, transport: SocketTransport) -> None:
+        err = hub_error(ErrorType.INVALID_ENVELOPE, "binary frames are not accepted", None, None)
+        await self.node.execute(Reply(orjson.dumps(err), ErrorType.INVALID_ENVELOPE), transport)
+        self.metrics.disconnected("binary_frame")
+        transport.close(CloseCode.POLICY_VIOLATION, "binary frames are not accepted")
+
+    def _rate_limited(self, transport: SocketTransport, frame: str) -> None:
+        reply_to = None
+        with contextlib.suppress(orjson.JSONDecodeError):
+            envelope = orjson.loads(frame)
+            if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
+                reply_to = envelope["id"][:64] or None
+        rate = f"{self.config.rate_limit:g} frames/s (burst {self.config.rate_burst})"
+        err = hub_error(ErrorType.RATE_LIMITED, f"over the limit of {rate}; frame dropped", None, reply_to)
+        transport.send(orjson.dumps(err))
+        self.metrics.error_sent(ErrorType.RATE_LIMITED)
+
+
+def _make_broker(config: HubConfig) -> Broker:
+    if config.redis_url is None:
+        return MemoryBroker()
+    from .redis_broker import RedisBroker  # imported only when asked for
+
+    return RedisBroker(config.redis_url, prefix=config.redis_prefix)
