@@ -21,6 +21,7 @@ Frames are checked twice over on purpose:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -230,7 +231,15 @@ def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
             raise CatalogError(f"{path}: $id {schema_id} is also used by {resources_by_id[schema_id][0]}")
         resources_by_id[schema_id] = (path, schema)
 
-    fast_registry = jsonschema_rs.Registry([(uri, s) for uri, (_, s) in resources_by_id.items()])
+    try:
+        fast_registry = jsonschema_rs.Registry([(uri, s) for uri, (_, s) in resources_by_id.items()])
+    except (ValueError, jsonschema_rs.ReferencingError) as exc:
+        # The error names the missing resource, not the file: find who refers to it.
+        culprits = [
+            str(path) for path, text in ((p, orjson.dumps(s).decode()) for p, s in documents)
+            if any(part in text for part in re.findall(r"'([^']+)'", str(exc)))
+        ]
+        raise CatalogError(f"{', '.join(culprits) or 'schemas'}: cannot compile: {exc}") from exc
     reference_registry: referencing.Registry[Any] = referencing.Registry().with_resources(
         (uri, referencing.jsonschema.DRAFT202012.create_resource(s))
         for uri, (_, s) in resources_by_id.items()

@@ -122,8 +122,10 @@ class Node:
             room = self.rooms[peer.agent] = Room()
             await self.broker.follow(peer.agent)
         if peer.role is Role.PROVIDER:
+            self._replace_provider(room, peer.connection_id)
             room.provider_id, room.provider = peer.connection_id, transport
             transport.send(self._welcome(peer, provider_connected=True))
+            # Other nodes replace their own older provider when this is announced.
             await self.broker.claim_provider(peer.agent, peer.connection_id)
             return
         room.joining[peer.connection_id] = []
@@ -237,13 +239,19 @@ class Node:
             self._send_to(connection_id, data, ErrorType.PROVIDER_UNAVAILABLE)
         if room is None:
             return
-        if provider is not None and room.provider is not None and room.provider_id != provider:
-            replaced = protocol.event(REPLACED, {"connectionId": provider})
-            room.provider.send(orjson.dumps(replaced))
-            room.provider.close(CloseCode.REPLACED, "replaced by a newer provider")
-            room.provider_id = room.provider = None
+        if provider is not None:
+            self._replace_provider(room, provider)
         status = protocol.event(PROVIDER_STATUS, {"connected": provider is not None})
         self._to_apps(room, orjson.dumps(status))
+
+    def _replace_provider(self, room: Room, newer: str) -> None:
+        """Tell this node's provider of the agent, if older than ``newer``, and close it."""
+        if room.provider is None or room.provider_id == newer:
+            return
+        replaced = protocol.event(REPLACED, {"connectionId": newer})
+        room.provider.send(orjson.dumps(replaced))
+        room.provider.close(CloseCode.REPLACED, "replaced by a newer provider")
+        room.provider_id = room.provider = None
 
     def _to_apps(self, room: Room, data: bytes) -> None:
         for transport in room.apps.values():

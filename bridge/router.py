@@ -217,12 +217,13 @@ class Router:
         if shape == "request":
             return [self._request(peer, envelope, kind, frame)]
         data = frame.encode() if isinstance(frame, str) else frame
+        answers = envelope.get("replyTo")  # valid per the schema: absent or a short string
         if shape == "event":
-            return [Publish(peer.agent, data, reply_to, retain=kind == SET_AGENT_STATE)]
-        if reply_to is None:
+            return [Publish(peer.agent, data, answers, retain=kind == SET_AGENT_STATE)]
+        if answers is None:
             # An error that answers nothing cannot reach anyone; it is dropped.
             return []
-        return [Answer(peer.agent, reply_to, data)]
+        return [Answer(peer.agent, answers, data)]
 
     def _request(
         self, peer: Peer, envelope: dict[str, Any], kind: Kind, frame: str | bytes

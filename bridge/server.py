@@ -44,13 +44,14 @@ class SocketTransport:
     keep: it is closed with 4008 and told to reconnect.
     """
 
-    __slots__ = ("connection", "max_buffer", "metrics", "closing")
+    __slots__ = ("connection", "max_buffer", "metrics", "closing", "closing_task")
 
     def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics) -> None:
         self.connection = connection
         self.max_buffer = max_buffer
         self.metrics = metrics
         self.closing = False
+        self.closing_task: asyncio.Task[None] | None = None
 
     def send(self, data: bytes) -> None:
         connection = self.connection
@@ -71,7 +72,16 @@ class SocketTransport:
         if self.closing:
             return
         self.closing = True
-        asyncio.get_running_loop().create_task(self.connection.close(code, reason))
+        self.closing_task = asyncio.get_running_loop().create_task(self.connection.close(code, reason))
+
+    async def wait_closed(self) -> None:
+        """Let a close the hub asked for finish before the handler returns.
+
+        When a handler returns, ``websockets`` closes with 1000; waiting here
+        keeps the code the hub chose (1008, 4001, ...).
+        """
+        if self.closing_task is not None:
+            await self.closing_task
 
 
 class HubServer:
@@ -169,6 +179,7 @@ class HubServer:
         transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
         peer = await self._greet(connection, transport)
         if peer is None:
+            await transport.wait_closed()
             return
         try:
             await self._serve(connection, transport, peer)
@@ -176,6 +187,7 @@ class HubServer:
             pass
         finally:
             await self.node.leave(peer)
+            await transport.wait_closed()
 
     async def _greet(self, connection: ServerConnection, transport: SocketTransport) -> Peer | None:
         """Wait for Hello; join the client to its agent, or refuse and close it."""

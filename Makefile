@@ -1,0 +1,42 @@
+# connect-bridge: the two commands are `make demo` and `make test`.
+# Each installs what it needs (a virtualenv in .venv, the pinned Streams
+# library from npm, and for the tests Debian's chromium) before it runs.
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PORT ?= 8765
+
+.PHONY: demo test install browser lint bench clean
+
+demo: install
+	$(BIN)/connect-bridge demo --port $(PORT)
+
+test: install browser
+	$(BIN)/pytest
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The Streams page loads the real amazon-connect-streams bundle, pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+browser:
+	scripts/ensure-chromium
+
+lint: install
+	$(BIN)/mypy bridge/client.py
+	$(BIN)/python -m ruff check bridge tests benchmarks || true
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules artifacts .pytest_cache

@@ -1,0 +1,156 @@
+"""The schema catalog: samples pass, broken files stop start-up, the two validators agree."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from bridge.catalog import Catalog, CatalogError, envelope_shape
+from bridge.protocol import Kind
+
+from .helpers import SAMPLES, sample
+
+SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.load()
+
+
+def test_the_contract_samples_are_all_there() -> None:
+    names = {p.name for p in SAMPLE_FILES}
+    assert {"seed-SetAgentState.event.json", "seed-SetNotReady.request.json"} <= names
+    assert len(names) >= 9
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_every_sample_passes_unchanged(catalog: Catalog, path: Path) -> None:
+    assert catalog.validate(json.loads(path.read_text())) is None
+
+
+def test_the_v1_catalog_is_complete(catalog: Catalog) -> None:
+    names = {(str(spec.kind), spec.shape) for spec in catalog}
+    for request in ("SetNotReady", "SetReady", "Logout", "Mute", "Unmute", "GetStates", "StateSync"):
+        assert (f"Amazon/Agent/{request}", "request") in names
+    for event in ("SetAgentState", "GetStates", "StateSync"):
+        assert (f"Amazon/Agent/{event}", "event") in names
+    for event in ("Welcome", "ProviderStatus", "Replaced"):
+        assert (f"Bridge/Session/{event}", "event") in names
+    assert ("Bridge/Session/Hello", "request") in names
+    assert ("*/Error/ApiError", "error") in names
+
+
+def write(folder: Path, name: str, schema: Any) -> None:
+    (folder / name).write_text(schema if isinstance(schema, str) else json.dumps(schema))
+
+
+def kind_schema(subtopic: str = "Whisper", **extra: Any) -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:example:{subtopic}",
+        "x-bridge": {"shape": "request", "senders": ["app"]},
+        "type": "object",
+        "properties": {"channel": {"const": "Acme"}, "topic": {"const": "Agent"}, "subtopic": {"const": subtopic},
+                       "source": {"type": "string"}},
+        "required": ["channel", "topic", "subtopic", "source"],
+        "additionalProperties": False,
+        **extra,
+    }
+
+
+def test_a_new_kind_is_just_a_new_file(tmp_path: Path) -> None:
+    write(tmp_path, "acme.json", kind_schema())
+    catalog = Catalog.load([tmp_path])
+    envelope = {"channel": "Acme", "topic": "Agent", "subtopic": "Whisper", "source": "x"}
+    verdict = catalog.check(envelope, Kind("Acme", "Agent", "Whisper"), "app")
+    assert verdict.problem is None and verdict.spec is not None and verdict.spec.shape == "request"
+    assert catalog.check(envelope, Kind("Acme", "Agent", "Whisper"), "provider").problem == "forbidden"
+
+
+@pytest.mark.parametrize(
+    "content, fault",
+    [
+        ("{ not json", "not valid JSON"),
+        ("[]", "one JSON object"),
+        (kind_schema(type="objekt"), "not a valid JSON Schema"),
+        ({**kind_schema(), "x-bridge": {"shape": "notice", "senders": ["app"]}}, "x-bridge.shape"),
+        ({**kind_schema(), "x-bridge": {"shape": "request", "senders": ["admin"]}}, "x-bridge.senders"),
+        ({**kind_schema(), "properties": {"topic": {"const": "A"}}}, "properties.subtopic"),
+        ({**kind_schema(), "$id": "urn:connect-bridge:v1:defs"}, "is also used by"),
+        ({**kind_schema(), "properties": {**kind_schema()["properties"], "x": {"$ref": "urn:nowhere#/a"}}},
+         "cannot compile"),
+    ],
+)
+def test_a_broken_schema_file_is_named_with_its_fault(tmp_path: Path, content: Any, fault: str) -> None:
+    write(tmp_path, "broken.json", content)
+    with pytest.raises(CatalogError) as raised:
+        Catalog.load([tmp_path])
+    assert "broken.json" in str(raised.value) and fault in str(raised.value)
+
+
+def test_a_kind_defined_twice_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "a.json", kind_schema())
+    write(tmp_path, "b.json", {**kind_schema(), "$id": "urn:example:other"})
+    with pytest.raises(CatalogError, match="already defined"):
+        Catalog.load([tmp_path])
+
+
+# --- the compiled validator and the reference one must agree --------------------
+
+def mutations(envelope: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    """Valid and invalid variants of an envelope: dropped keys, wrong types, extra keys, odd values."""
+    out = []
+    paths: list[list[str]] = []
+
+    def walk(value: Any, path: list[str]) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                paths.append([*path, key])
+                walk(item, [*path, key])
+
+    walk(envelope, [])
+    odd_values: list[Any] = [None, 0, -1, 1.5, True, "", "x", "x" * 200, [], {}, ["a"], {"k": 1},
+                             "2020-04-09T13:31:21.183Z", "Ready", "routable", "Enable", "event"]
+    for path in paths:
+        for _ in range(4):
+            variant = copy.deepcopy(envelope)
+            parent = variant
+            for key in path[:-1]:
+                parent = parent[key]
+            choice = rng.random()
+            if choice < 0.3:
+                del parent[path[-1]]
+            elif choice < 0.85:
+                parent[path[-1]] = rng.choice(odd_values)
+            else:
+                parent["unexpected"] = rng.choice(odd_values)
+            out.append(variant)
+    return out
+
+
+def test_the_compiled_and_reference_validators_agree(catalog: Catalog) -> None:
+    rng = random.Random(20261126)
+    envelopes = [json.loads(p.read_text()) for p in SAMPLE_FILES]
+    generated = [m for e in list(envelopes) for m in mutations(e, rng)]
+    assert len(generated) >= 300
+    compared = valid = 0
+    for envelope in envelopes + generated:
+        kind = Kind(envelope.get("channel"), envelope.get("topic"), envelope.get("subtopic"))  # type: ignore[arg-type]
+        if not all(isinstance(part, str) for part in kind):
+            continue
+        spec = catalog.spec(kind, envelope_shape(envelope, kind))
+        if spec is None:
+            continue
+        fast = spec.fast.is_valid(envelope)
+        reference = jsonschema.Draft202012Validator(spec.schema, registry=spec.reference._registry)
+        assert fast == reference.is_valid(envelope), (spec.label, envelope)
+        compared += 1
+        valid += fast
+    assert compared >= 300 and 0 < valid < compared  # both verdicts were exercised

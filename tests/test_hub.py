@@ -1,0 +1,185 @@
+"""The hub over real sockets on loopback: routing, retained state, providers, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import orjson
+import pytest
+import websockets
+
+from bridge.config import HubConfig
+from bridge.server import HubServer
+
+from .helpers import connect, join, join_app, sample, sample_text, seed_event
+
+
+async def test_seed_round_trip(open_hub: HubServer) -> None:
+    provider, welcome = await join(open_hub.url, "provider")
+    assert welcome["message"]["providerConnected"] is True and welcome["message"]["role"] == "provider"
+    app = await join_app(open_hub.url)
+    await app.send(sample_text("seed-SetNotReady.request.json"))
+    request = await provider.recv()
+    assert request["subtopic"] == "SetNotReady" and request["data"] == {"ReasonCodeId": "Not Ready"}
+    assert request["id"]  # the hub added one
+    await provider.send(seed_event(reply_to=request["id"]))
+    answer = await app.recv()
+    assert answer == seed_event(reply_to=request["id"])
+
+
+async def test_events_reach_every_app_of_the_agent(open_hub: HubServer) -> None:
+    provider, _ = await join(open_hub.url, "provider")
+    apps = [await join_app(open_hub.url) for _ in range(5)]
+    await provider.send(sample("SetAgentState-muted.event.json"))
+    for app in apps:
+        assert (await app.recv())["message"]["data"]["muted"] is True
+
+
+async def test_a_late_app_gets_provider_status_then_the_last_state(open_hub: HubServer) -> None:
+    provider, _ = await join(open_hub.url, "provider")
+    await provider.send(seed_event(reply_to="old-request"))
+    await provider.send(sample("SetAgentState-muted.event.json"))
+    await asyncio.sleep(0.1)
+    app, welcome = await join(open_hub.url, "app")
+    assert welcome["message"]["providerConnected"] is True
+    assert await app.recv() == {**sample("ProviderStatus.event.json")}
+    replay = await app.recv()
+    expected = sample("SetAgentState-muted.event.json")
+    del expected["replyTo"]  # a replay answers nothing
+    assert replay == {**expected, "retained": True}
+
+
+async def test_provider_status_follows_the_provider(open_hub: HubServer) -> None:
+    app, welcome = await join(open_hub.url, "app")
+    assert welcome["message"]["providerConnected"] is False
+    assert (await app.recv())["message"] == {"connected": False}
+    provider, _ = await join(open_hub.url, "provider")
+    assert (await app.recv())["message"] == {"connected": True}
+    await provider.close()
+    status = await app.recv()
+    assert status["subtopic"] == "ProviderStatus" and status["message"] == {"connected": False}
+    assert "retained" not in status
+
+
+async def test_a_newer_provider_replaces_the_older(open_hub: HubServer) -> None:
+    old, _ = await join(open_hub.url, "provider")
+    app = await join_app(open_hub.url)
+    new, welcome = await join(open_hub.url, "provider")
+    replaced = await old.recv()
+    assert replaced["subtopic"] == "Replaced"
+    assert replaced["message"] == {"connectionId": welcome["message"]["connectionId"]}
+    assert await old.closed() == 4001
+    assert (await app.recv())["message"] == {"connected": True}
+    await app.send(sample_text("Mute.request.json"))
+    assert (await new.recv())["id"] == "req-17"
+    assert open_hub.node.stats()["providers"] == 1
+
+
+async def test_no_provider_gives_provider_unavailable_at_once(open_hub: HubServer) -> None:
+    app = await join_app(open_hub.url)
+    await app.send(sample_text("Mute.request.json"))
+    err = await app.recv()
+    assert err["data"]["errorType"] == "PROVIDER_UNAVAILABLE" and err["replyTo"] == "req-17"
+    assert err["channel"] == "Amazon"
+    assert err["data"]["request"] == {"channel": "Amazon", "topic": "Agent", "subtopic": "Mute"}
+
+
+async def test_a_silent_provider_gives_request_timeout(open_hub: HubServer) -> None:
+    provider, _ = await join(open_hub.url, "provider")
+    app = await join_app(open_hub.url)
+    await app.send(sample_text("Mute.request.json"))
+    await provider.recv()
+    err = await app.recv(timeout=3)
+    assert err["data"]["errorType"] == "REQUEST_TIMEOUT" and err["replyTo"] == "req-17"
+    # A late answer still reaches the apps as an event but is no longer an error source.
+    await provider.send(sample("SetAgentState-muted.event.json"))
+    assert (await app.recv())["subtopic"] == "SetAgentState"
+
+
+async def test_a_provider_that_leaves_fails_its_requests_at_once(open_hub: HubServer) -> None:
+    provider, _ = await join(open_hub.url, "provider")
+    app = await join_app(open_hub.url)
+    await app.send(sample_text("Mute.request.json"))
+    await provider.recv()
+    await provider.close()
+    frames = [await app.recv(), await app.recv()]
+    errors = [f for f in frames if f["subtopic"] == "ApiError"]
+    assert errors and errors[0]["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+    assert errors[0]["replyTo"] == "req-17"
+
+
+async def test_provider_errors_reach_the_requester_only(open_hub: HubServer) -> None:
+    provider, _ = await join(open_hub.url, "provider")
+    requester = await join_app(open_hub.url)
+    bystander = await join_app(open_hub.url)
+    await requester.send({**sample("seed-SetNotReady.request.json"), "id": "req-18"})
+    await provider.recv()
+    await provider.send(sample_text("ApiError.error.json"))
+    assert await requester.recv() == sample("ApiError.error.json")
+    await bystander.nothing()
+
+
+async def test_agents_are_isolated(open_hub: HubServer) -> None:
+    clients = {}
+    for agent in ("agent1", "agent2"):
+        provider, _ = await join(open_hub.url, "provider", agent)
+        apps = [await join_app(open_hub.url, agent) for _ in range(3)]
+        clients[agent] = (provider, apps)
+    # Each agent's traffic, with the same request id on both sides.
+    for agent, (provider, apps) in clients.items():
+        await apps[0].send({**sample("seed-SetNotReady.request.json"), "id": "same-id",
+                            "data": {"ReasonCodeId": f"Break-{agent}"}})
+    for agent, (provider, apps) in clients.items():
+        request = await provider.recv()
+        assert request["data"]["ReasonCodeId"] == f"Break-{agent}"
+        event = seed_event(reply_to="same-id")
+        event["message"]["data"]["loginName"] = agent
+        await provider.send(event)
+    for agent, (provider, apps) in clients.items():
+        for app in apps:
+            assert (await app.recv())["message"]["data"]["loginName"] == agent
+            await app.nothing(0.1)
+        await provider.nothing(0.1)
+
+
+async def test_healthz_counts_connections(open_hub: HubServer) -> None:
+    await join(open_hub.url, "provider", "agent1")
+    await join_app(open_hub.url, "agent1")
+    await join_app(open_hub.url, "agent2")
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(open_hub.http_url + "/healthz").read())
+    health = orjson.loads(body)
+    assert health["status"] == "ok"
+    assert health["connections"] == {"app": 2, "provider": 1}
+    assert health["agents"] == 2 and health["providers"] == 1
+
+
+async def test_metrics_are_prometheus_text(open_hub: HubServer) -> None:
+    app = await join_app(open_hub.url)
+    await app.send("not json")
+    await app.recv()
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(open_hub.http_url + "/metrics").read())
+    text = body.decode()
+    assert 'bridge_errors_total{type="INVALID_JSON"} 1.0' in text
+    assert 'bridge_connections{role="app"} 1.0' in text
+
+
+async def test_browser_origins_are_checked_at_the_handshake() -> None:
+    config = HubConfig(port=0, open_mode=True, allow_origins=("https://crm.example.com",))
+    async with HubServer(config) as hub:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(hub.url, origin="https://evil.example.net")
+        assert refused.value.response.status_code == 403
+        for origin in ("https://crm.example.com", f"http://127.0.0.1:{hub.port}", None):
+            client = await connect(hub.url, origin=origin)
+            await client.close()
+
+
+async def test_a_frame_larger_than_the_limit_closes_with_1009_others_unharmed(open_hub: HubServer) -> None:
+    provider, _ = await join(open_hub.url, "provider")
+    big = await join_app(open_hub.url)
+    other = await join_app(open_hub.url)
+    await big.send({**sample("Mute.request.json"), "pad": "x" * (64 * 1024)})
+    assert await big.closed() == 1009
+    await provider.send(seed_event())
+    assert (await other.recv())["subtopic"] == "SetAgentState"
