@@ -34,6 +34,9 @@ from .router import Joined, Peer, Reply, Router, hub_error
 
 log = logging.getLogger("bridge.server")
 
+#: Seconds a client dropped as too slow has to read up to its close frame.
+SLOW_CLIENT_GRACE = 2.0
+
 
 class SocketTransport:
     """A :class:`bridge.node.Transport` over one ``websockets`` connection.
@@ -60,13 +63,22 @@ class SocketTransport:
         if connection.transport.get_write_buffer_size() > self.max_buffer:
             self.metrics.disconnected("too_slow")
             log.warning("closing %s: too slow to read", connection.id)
-            # The close frame would wait behind the full buffer: drop the socket.
-            self.closing = True
-            connection.protocol.send_close(CloseCode.TOO_SLOW, "too slow; reconnect")
-            connection.transport.abort()
+            self._drop_slow()
             return
         connection.protocol.send_text(data)
         connection.send_data()
+
+    def _drop_slow(self) -> None:
+        """Queue a 4008 close behind what is buffered, and cut the socket if it stays stuck.
+
+        ``ServerConnection.close`` would wait for the buffer to drain, which a
+        client that never reads never lets happen.
+        """
+        self.closing = True
+        connection = self.connection
+        connection.protocol.send_close(CloseCode.TOO_SLOW, "too slow; reconnect")
+        connection.send_data()
+        asyncio.get_running_loop().call_later(SLOW_CLIENT_GRACE, connection.transport.abort)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
