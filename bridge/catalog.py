@@ -35,7 +35,7 @@ import orjson
 import referencing
 import referencing.jsonschema
 
-from .protocol import ERROR_SUBTOPIC, ERROR_TOPIC, Kind, Role
+from .protocol import Kind, Role, is_error_kind, kind_of
 
 Shape = Literal["request", "event", "error"]
 Sender = Literal["app", "provider", "hub"]
@@ -70,7 +70,7 @@ class KindSpec:
         return describe_error(best)
 
 
-def describe_error(err: jsonschema.exceptions.ValidationError) -> str:
+def describe_error(err: jsonschema.exceptions._Error) -> str:
     """``$.data.ReasonCodeId: 5 is not of type 'string' (type)``."""
     path = "$" + "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in err.absolute_path
@@ -80,7 +80,7 @@ def describe_error(err: jsonschema.exceptions.ValidationError) -> str:
 
 def envelope_shape(envelope: dict[str, Any], kind: Kind) -> Shape:
     """Which shape a frame claims to be: errors by name, events by their ``message``."""
-    if kind.topic == ERROR_TOPIC and kind.subtopic == ERROR_SUBTOPIC:
+    if is_error_kind(kind):
         return "error"
     if "message" in envelope:
         return "event"
@@ -101,10 +101,10 @@ class Catalog:
     """All known kinds, loaded from schema folders."""
 
     def __init__(self, specs: Iterable[KindSpec]) -> None:
-        self._by_name: dict[tuple[str, str, str], list[KindSpec]] = {}
+        self._by_name: dict[Kind, list[KindSpec]] = {}
         self._decided: dict[tuple[Kind, str, str], Verdict] = {}
         for spec in specs:
-            self._by_name.setdefault(tuple(spec.kind), []).append(spec)
+            self._by_name.setdefault(spec.kind, []).append(spec)
 
     @classmethod
     def load(cls, extra_dirs: Iterable[Path] = ()) -> Catalog:
@@ -119,7 +119,7 @@ class Catalog:
         """Every shape declared for ``kind`` (empty when the kind is unknown)."""
         specs = self._by_name.get(kind)
         if specs is None:
-            specs = self._by_name.get((ANY_CHANNEL, kind.topic, kind.subtopic), [])
+            specs = self._by_name.get(Kind(ANY_CHANNEL, kind.topic, kind.subtopic), [])
         return specs
 
     def spec(self, kind: Kind, shape: Shape) -> KindSpec | None:
@@ -181,7 +181,7 @@ class Catalog:
         """
         if not isinstance(envelope, dict):
             return "$: an envelope is a JSON object"
-        name = _kind(envelope)
+        name = kind_of(envelope)
         if name is None:
             return "$: channel, topic and subtopic must be strings"
         spec = self.spec(name, envelope_shape(envelope, name))
@@ -193,13 +193,6 @@ class Catalog:
         if spec.fast.is_valid(envelope):
             return None
         return spec.explain(envelope)
-
-
-def _kind(envelope: dict[str, Any]) -> Kind | None:
-    channel, topic, subtopic = (envelope.get(k) for k in ("channel", "topic", "subtopic"))
-    if isinstance(channel, str) and isinstance(topic, str) and isinstance(subtopic, str):
-        return Kind(channel, topic, subtopic)
-    return None
 
 
 def builtin_schema_dir() -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -51,4 +51,3 @@ class HubConfig:
     max_connections_per_agent: int = 200
     #: permessage-deflate; off by default (it costs CPU on every frame).
     compression: bool = False
-    extra: dict[str, str] = field(default_factory=dict)

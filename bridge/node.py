@@ -1,7 +1,8 @@
 """A hub node: the node's connections, grouped by agent, wired to the router and the broker.
 
-The node carries out what the router decides. It never parses a frame
-itself and never touches a socket: connections reach it as
+The node carries out what the router decides. It leaves reading frames to
+the router (it only peeks into one on rare error paths) and never touches a
+socket: connections reach it as
 :class:`Transport` objects, whose ``send`` never blocks (a transport that
 cannot keep up drops its client, see :mod:`bridge.server`).
 """
@@ -17,7 +18,7 @@ import orjson
 
 from . import protocol
 from .broker import Broker, Publication, PublicationType
-from .protocol import PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Kind, Role
+from .protocol import PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Role
 from .router import Answer, Close, Forward, Output, Peer, Publish, Reply, Router, hub_error
 
 log = logging.getLogger("bridge.node")
@@ -266,7 +267,7 @@ class Node:
             room.provider.send(data)
             return
         # The registry pointed here but the provider just left: say so to the requester.
-        kind = protocol.kind_of(orjson.loads(data)) or Kind("Amazon", "Agent", "Unknown")
+        kind = protocol.kind_of(orjson.loads(data))
         err = hub_error(ErrorType.PROVIDER_UNAVAILABLE, "the provider just disconnected", kind, request_id)
         self._spawn(
             self.broker.publish(agent, Publication(PublicationType.ERROR, orjson.dumps(err), request_id))

@@ -14,7 +14,7 @@ import logging
 import time
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -47,7 +47,7 @@ class SocketTransport:
     keep: it is closed with 4008 and told to reconnect.
     """
 
-    __slots__ = ("connection", "max_buffer", "metrics", "closing", "closing_task")
+    __slots__ = ("closing", "closing_task", "connection", "max_buffer", "metrics")
 
     def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics) -> None:
         self.connection = connection
@@ -142,7 +142,7 @@ class HubServer:
             await self._server.wait_closed()
         await self.node.close()
 
-    async def __aenter__(self) -> HubServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
