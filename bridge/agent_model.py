@@ -79,7 +79,9 @@ def _selectable_type(value: str, where: str) -> StateType:
     try:
         state_type = StateType(value)
     except ValueError:
-        raise ValueError(f"{where}: type {value!r} is not one of routable, not_routable, offline") from None
+        raise ValueError(
+            f"{where}: type {value!r} is not one of routable, not_routable, offline"
+        ) from None
     if state_type not in SELECTABLE_TYPES:
         raise ValueError(f"{where}: type {value!r} is set by Connect, not selectable")
     return state_type
@@ -109,7 +111,8 @@ def states_from_config(value: Any, where: str = "states") -> tuple[AgentState, .
             raise ValueError(f"{where}: expected one key 'states', got {sorted(value)}")
         value = value["states"]
     if not isinstance(value, list):
-        raise ValueError(f"{where}: expected a list of states")
+        # ValueError, not TypeError: this is a fault in the user's file, reported as such.
+        raise ValueError(f"{where}: expected a list of states")  # noqa: TRY004
     states: list[AgentState] = []
     for index, item in enumerate(value):
         at = f"{where}[{index}]"
@@ -123,7 +126,7 @@ def states_from_config(value: Any, where: str = "states") -> tuple[AgentState, .
                 raise ValueError(f"{at}: name and type must be non-empty strings")
             states.append(AgentState(name.strip(), _selectable_type(type_, at)))
         else:
-            raise ValueError(f"{at}: expected an object or 'NAME=TYPE'")
+            raise ValueError(f"{at}: expected an object or 'NAME=TYPE'")  # noqa: TRY004
     return tuple(states)
 
 
@@ -223,7 +226,9 @@ class AgentModel:
         else:
             found = self._find(initial_state)
             if found is None:
-                raise ValueError(f"initial state {initial_state!r} is not among: {', '.join(names)}")
+                raise ValueError(
+                    f"initial state {initial_state!r} is not among: {', '.join(names)}"
+                )
             chosen = found
         #: The state the agent selected; hidden behind ``Busy`` during a call.
         self.selected: AgentState = chosen

@@ -31,7 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -257,7 +257,9 @@ class Stream(Generic[T]):
     Use ``async with`` or :meth:`close` to stop receiving early.
     """
 
-    def __init__(self, accepts: Callable[[T], bool], maxsize: int, on_close: Callable[[Stream[T]], None]) -> None:
+    def __init__(
+        self, accepts: Callable[[T], bool], maxsize: int, on_close: Callable[[Stream[T]], None]
+    ) -> None:
         self._accepts = accepts
         self._items: deque[object] = deque()
         self._maxsize = maxsize
@@ -396,7 +398,9 @@ class BridgeClient:
         self._pending: dict[str, tuple[asyncio.Future[Envelope], Kind]] = {}
         self._last: dict[str, Envelope] = {}
         self._listeners: list[StateListener] = []
-        self._state_changed = asyncio.Event()
+        self._state_waiters: list[
+            tuple[frozenset[ConnectionState], asyncio.Future[ConnectionState]]
+        ] = []
         self._event_streams: weakref.WeakSet[Stream[Envelope]] = weakref.WeakSet()
         self._error_streams: weakref.WeakSet[Stream[BridgeError]] = weakref.WeakSet()
         # Requests reach a provider whether or not anyone iterates yet: one queue, kept.
@@ -414,7 +418,7 @@ class BridgeClient:
 
     # ----- lifecycle -------------------------------------------------------------------
 
-    async def __aenter__(self) -> BridgeClient:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -461,7 +465,9 @@ class BridgeClient:
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
-        self._fail_pending(ClientClosed(CLIENT_CLOSED, "the client was closed", "The connection was closed."))
+        self._fail_pending(
+            ClientClosed(CLIENT_CLOSED, "the client was closed", "The connection was closed.")
+        )
         self._set_state(ConnectionState.CLOSED)
         self._end_streams(self.close_error)
 
@@ -496,26 +502,40 @@ class BridgeClient:
 
         return remove
 
-    async def wait_for_state(self, *states: ConnectionState, timeout: float | None = None) -> ConnectionState:
+    async def wait_for_state(
+        self, *states: ConnectionState, timeout: float | None = None
+    ) -> ConnectionState:
         """Wait until :attr:`state` is one of ``states``; returns it.
+
+        Every change is seen, however brief: a waiter for ``open`` is woken by
+        a connection that drops again at once.
 
         Raises :class:`TimeoutError` after ``timeout`` seconds, and
         ``close_error`` (or :class:`ClientClosed`) if the client closes first
         while waiting for another state.
         """
-        async with asyncio.timeout(timeout):
-            while self._state not in states:
-                if self._state is ConnectionState.CLOSED:
-                    raise self.close_error or ClientClosed(CLIENT_CLOSED, "the client is closed", "The connection was closed.")
-                self._state_changed.clear()
-                await self._state_changed.wait()
-        return self._state
+        reached = self._state
+        if reached not in states and not (reached is ConnectionState.CLOSED and self._started):
+            entry = (frozenset(states), asyncio.get_running_loop().create_future())
+            self._state_waiters.append(entry)
+            try:
+                async with asyncio.timeout(timeout):
+                    reached = await entry[1]
+            finally:
+                self._state_waiters.remove(entry)
+        if reached not in states:
+            raise self.close_error or ClientClosed(
+                CLIENT_CLOSED, "the client is closed", "The connection was closed."
+            )
+        return reached
 
     def _set_state(self, state: ConnectionState) -> None:
         if state is self._state:
             return
         self._state = state
-        self._state_changed.set()
+        for wanted, waiter in self._state_waiters:
+            if not waiter.done() and (state in wanted or state is ConnectionState.CLOSED):
+                waiter.set_result(state)
         for listener in list(self._listeners):
             try:
                 listener(state)
@@ -564,8 +584,12 @@ class BridgeClient:
         finally:
             self._pending.pop(request_id, None)
 
-    def events(self, *kinds: str | Kind) -> Stream[Envelope]:
+    def events(self, *kinds: str | Kind, current: bool = False) -> Stream[Envelope]:
         """Events from now on, of the given kinds (``"Amazon/Agent/SetAgentState"``), or all.
+
+        With ``current``, the stream starts with the last event already
+        received of each of those kinds (see :meth:`last`), so that "the state,
+        then every change" needs no second call and cannot miss one in between.
 
         ``Bridge/Session`` events (``ProviderStatus``) are included; the
         ``Welcome`` of each connection is not (see :attr:`welcome`). Retained
@@ -577,6 +601,10 @@ class BridgeClient:
             return not wanted or str(kind_of(envelope)) in wanted
 
         stream: Stream[Envelope] = Stream(accepts, self.max_queue, self._event_streams.discard)
+        if current:
+            for name, envelope in self._last.items():
+                if not wanted or name in wanted:
+                    stream._offer(envelope)
         self._event_streams.add(stream)
         if self._state is ConnectionState.CLOSED and self._started:
             stream._finish(self.close_error)
@@ -585,7 +613,9 @@ class BridgeClient:
     def errors(self) -> Stream[BridgeError]:
         """Errors that answer no pending request (for instance the hub refusing an
         event a provider sent, which carries no id)."""
-        stream: Stream[BridgeError] = Stream(lambda _: True, self.max_queue, self._error_streams.discard)
+        stream: Stream[BridgeError] = Stream(
+            lambda _: True, self.max_queue, self._error_streams.discard
+        )
         self._error_streams.add(stream)
         return stream
 
@@ -616,7 +646,9 @@ class BridgeClient:
             async for envelope in stream:
                 if check(envelope):
                     return envelope
-        raise self.close_error or ClientClosed(CLIENT_CLOSED, "the client is closed", "The connection was closed.")
+        raise self.close_error or ClientClosed(
+            CLIENT_CLOSED, "the client is closed", "The connection was closed."
+        )
 
     # ----- providers ---------------------------------------------------------------------
 
@@ -671,7 +703,9 @@ class BridgeClient:
         ws = self._ws
         if ws is None or self._state is not ConnectionState.OPEN:
             if self._state is ConnectionState.CLOSED:
-                raise self.close_error or ClientClosed(CLIENT_CLOSED, "the client is closed", "The connection was closed.")
+                raise self.close_error or ClientClosed(
+                    CLIENT_CLOSED, "the client is closed", "The connection was closed."
+                )
             raise ConnectionLost(
                 CONNECTION_LOST,
                 f"not connected to {self.url} ({self._state})",
@@ -685,7 +719,9 @@ class BridgeClient:
             await ws.send(dumps(envelope), text=True)
         except ConnectionClosed as exc:
             raise ConnectionLost(
-                CONNECTION_LOST, f"connection closed while sending: {exc}", "The connection to the bridge was lost."
+                CONNECTION_LOST,
+                f"connection closed while sending: {exc}",
+                "The connection to the bridge was lost.",
             ) from exc
 
     async def _hello_data(self) -> dict[str, Any]:
@@ -703,6 +739,9 @@ class BridgeClient:
         Raises :class:`ConnectFailed` for network and handshake failures and
         the hub's own error (usually :class:`NotAuthenticated`) for a refused Hello.
         """
+        # The token first: a token function may take its time (or wait on purpose),
+        # and no socket should sit open meanwhile against the hub's Hello deadline.
+        hello = request(HELLO, self.source, await self._hello_data(), id=uuid.uuid4().hex)
         try:
             async with asyncio.timeout(self.connect_timeout):
                 ws = await connect(
@@ -713,12 +752,13 @@ class BridgeClient:
                 )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectFailed(
-                CONNECT_FAILED, f"cannot connect to {self.url}: {exc!r}", "The bridge cannot be reached."
+                CONNECT_FAILED,
+                f"cannot connect to {self.url}: {exc!r}",
+                "The bridge cannot be reached.",
             ) from exc
         try:
             async with asyncio.timeout(self.connect_timeout):
-                hello_id = uuid.uuid4().hex
-                await ws.send(dumps(request(HELLO, self.source, await self._hello_data(), id=hello_id)), text=True)
+                await ws.send(dumps(hello), text=True)
                 while True:
                     envelope = orjson.loads(await ws.recv(decode=False))
                     kind = kind_of(envelope)
@@ -735,7 +775,9 @@ class BridgeClient:
                 raise
             if isinstance(exc, (ConnectionClosed, TimeoutError, OSError, orjson.JSONDecodeError)):
                 raise ConnectFailed(
-                    CONNECT_FAILED, f"Hello to {self.url} failed: {exc!r}", "The bridge did not accept the connection."
+                    CONNECT_FAILED,
+                    f"Hello to {self.url} failed: {exc!r}",
+                    "The bridge did not accept the connection.",
                 ) from exc
             raise
 
@@ -748,7 +790,9 @@ class BridgeClient:
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**attempt))."""
-        return self._rng.uniform(0, min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30)))
+        return self._rng.uniform(
+            0, min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30))
+        )
 
     def _mark_open(self, ws: ClientConnection) -> None:
         self._ws = ws
@@ -867,11 +911,20 @@ class BridgeClient:
         for answer, kind in list(self._pending.values()):
             if not answer.done():
                 answer.set_exception(
-                    type(exc)(exc.error_type, f"{exc.error_message}; {kind} was in flight", exc.msg, request=kind)
+                    type(exc)(
+                        exc.error_type,
+                        f"{exc.error_message}; {kind} was in flight",
+                        exc.msg,
+                        request=kind,
+                    )
                 )
         self._pending.clear()
 
     def _end_streams(self, error: BaseException | None) -> None:
-        streams: Iterable[Stream[Any]] = [*self._event_streams, *self._error_streams, self._requests]
+        streams: Iterable[Stream[Any]] = [
+            *self._event_streams,
+            *self._error_streams,
+            self._requests,
+        ]
         for stream in streams:
             stream._finish(error)

@@ -15,13 +15,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Self
+
+import jwt
 
 from .agent_model import SET_AGENT_STATE, AgentModel, Answer, StateType
-from .client import BridgeClient, BridgeError, ConnectionLost, ConnectionState, Envelope, TokenSource
+from .client import (
+    BridgeClient,
+    BridgeError,
+    ConnectionLost,
+    ConnectionState,
+    Envelope,
+    TokenSource,
+)
 from .protocol import Role, kind_of
 
 log = logging.getLogger("bridge.virtual_agent")
+
+
+def agent_of_token(token: str) -> str:
+    """The agent a token names (its ``sub``), read without checking the signature:
+    only the hub can check it, and it will. Raises :class:`ValueError`."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise ValueError(f"not a token: {exc}") from exc
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise ValueError("the token names no agent (no 'sub' claim)")
+    return sub
 
 
 class VirtualAgent:
@@ -46,9 +69,9 @@ class VirtualAgent:
         **client_options: Any,
     ) -> None:
         if model is None:
-            if agent is None:
-                raise ValueError("name the agent (agent=...) or give a model")
-            model = AgentModel(agent)
+            if agent is None and not isinstance(token, str):
+                raise ValueError("name the agent (agent=...), give a token string, or give a model")
+            model = AgentModel(agent if agent is not None else agent_of_token(str(token)))
         self.model = model
         self.call_every = call_every
         self.call_length = call_length
@@ -59,10 +82,10 @@ class VirtualAgent:
         self.handled = 0
         # Model changes and the event that reports them go out together, in order.
         self._lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._remove_listener = self.client.add_state_listener(self._on_connection_state)
 
-    async def __aenter__(self) -> VirtualAgent:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -76,19 +99,19 @@ class VirtualAgent:
         ``retry_first_connect=True`` it waits for the hub instead).
         """
         await self.client.start()
-        self._tasks.append(asyncio.create_task(self._serve(), name=f"virtual-agent-{self.model.login_name}"))
+        self._spawn(self._serve())
         if self.call_every is not None:
-            self._tasks.append(asyncio.create_task(self._call_schedule(), name="virtual-agent-calls"))
+            self._spawn(self._call_schedule())
 
     async def close(self) -> None:
         """Stop serving and disconnect."""
         self._remove_listener()
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._tasks.clear()
         await self.client.close()
 
     async def wait_closed(self) -> None:
@@ -129,9 +152,16 @@ class VirtualAgent:
 
     # ----- internals ---------------------------------------------------------------------
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"virtual-agent-{self.model.login_name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _publish_state(self, reply_to: str | None = None) -> None:
         try:
-            await self.client.publish(SET_AGENT_STATE, self.model.set_agent_state(), reply_to=reply_to)
+            await self.client.publish(
+                SET_AGENT_STATE, self.model.set_agent_state(), reply_to=reply_to
+            )
         except ConnectionLost:
             # Not connected: the state goes out again when the connection is back.
             log.debug("state not published: not connected")
@@ -139,7 +169,7 @@ class VirtualAgent:
     def _on_connection_state(self, state: ConnectionState) -> None:
         if state is ConnectionState.OPEN:
             # Every new connection starts with the current state, which the hub retains.
-            self._tasks.append(asyncio.create_task(self._publish_on_connect()))
+            self._spawn(self._publish_on_connect())
 
     async def _publish_on_connect(self) -> None:
         async with self._lock:
@@ -163,15 +193,23 @@ class VirtualAgent:
             try:
                 if isinstance(outcome, Answer):
                     await self.client.publish(
-                        outcome.kind, outcome.message, reply_to=reply_to if isinstance(reply_to, str) else None
+                        outcome.kind,
+                        outcome.message,
+                        reply_to=reply_to if isinstance(reply_to, str) else None,
                     )
                 else:
-                    await self.client.send_error(incoming, outcome.error_type, outcome.error_message, msg=outcome.msg)
+                    await self.client.send_error(
+                        incoming, outcome.error_type, outcome.error_message, msg=outcome.msg
+                    )
             except ConnectionLost:
                 log.info("%s: could not answer %s: not connected", self.model.login_name, kind)
                 return
         self.handled += 1
-        answer = outcome.message.get("event", kind.subtopic) if isinstance(outcome, Answer) else outcome.error_type
+        answer = (
+            outcome.message.get("event", kind.subtopic)
+            if isinstance(outcome, Answer)
+            else outcome.error_type
+        )
         log.info("%s: %s %s -> %s", self.model.login_name, kind.subtopic, data or "", answer)
 
     async def _call_schedule(self) -> None:

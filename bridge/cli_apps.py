@@ -1,0 +1,758 @@
+"""The client-side commands of ``connect-bridge``: send, listen, virtual-agent, demo.
+
+``bridge.cli`` registers them into the ``connect-bridge`` group. Each is a thin
+shell around :class:`bridge.client.BridgeClient` or
+:class:`bridge.virtual_agent.VirtualAgent`.
+
+Exit status of ``send`` (and of ``listen`` and ``virtual-agent`` when they stop
+on an error):
+
+== =========================================================================
+0  the request was answered (``send``); stopped normally (the others)
+1  the provider or hub refused the request (AGENT_STATE_NOT_FOUND,
+   UPDATE_AGENT_STATE_FAILED, MUTE_FAILED, RATE_LIMITED, any other error)
+2  usage error (bad option or argument)
+3  the hub cannot be reached, or the connection was lost or taken over
+4  not authenticated or forbidden (NOT_AUTHENTICATED, FORBIDDEN)
+5  the agent's provider is not connected (PROVIDER_UNAVAILABLE)
+6  no answer in time (REQUEST_TIMEOUT from the hub, or ``--timeout``)
+7  the hub rejected the message itself (INVALID_JSON, INVALID_ENVELOPE,
+   UNKNOWN_MESSAGE, SCHEMA_VIOLATION)
+== =========================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final, NamedTuple, TypeVar
+
+import click
+import orjson
+
+from .agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
+from .client import (
+    BridgeClient,
+    BridgeError,
+    ConnectionLost,
+    ConnectionState,
+    Forbidden,
+    InvalidRequest,
+    NotAuthenticated,
+    ProviderUnavailable,
+    RequestTimeout,
+)
+from .protocol import Kind
+
+DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_CONNECTION: Final = 3
+EXIT_AUTH: Final = 4
+EXIT_NO_PROVIDER: Final = 5
+EXIT_TIMEOUT: Final = 6
+EXIT_INVALID: Final = 7
+
+#: The v1 requests by the name ``send`` takes.
+REQUESTS: Final[dict[str, Kind]] = {kind.subtopic: kind for kind in V1_REQUESTS}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def exit_code(exc: BridgeError) -> int:
+    """The documented exit status for an error (see the module docstring)."""
+    if isinstance(exc, ConnectionLost):
+        return EXIT_CONNECTION
+    if isinstance(exc, (NotAuthenticated, Forbidden)):
+        return EXIT_AUTH
+    if isinstance(exc, ProviderUnavailable):
+        return EXIT_NO_PROVIDER
+    if isinstance(exc, RequestTimeout):
+        return EXIT_TIMEOUT
+    if isinstance(exc, InvalidRequest):
+        return EXIT_INVALID
+    return EXIT_FAILED
+
+
+def report(exc: BridgeError) -> None:
+    """The error for a person on stderr: its ``msg`` and ``errorType``, then the technical cause."""
+    click.echo(f"error: {exc.msg} [{exc.error_type}]", err=True)
+    if exc.error_message:
+        click.echo(f"  {exc.error_message}", err=True)
+
+
+# ----- shared options --------------------------------------------------------------------
+
+
+def connection_options(func: F) -> F:
+    """``--url``, ``--token``, ``--agent`` and ``--source``, shared by every command here."""
+    options = [
+        click.option(
+            "--url",
+            envvar="BRIDGE_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            help="The hub's WebSocket URL (env BRIDGE_URL).",
+        ),
+        click.option(
+            "--token",
+            envvar="BRIDGE_TOKEN",
+            help="A token for a secured hub (env BRIDGE_TOKEN); see `connect-bridge token`.",
+        ),
+        click.option(
+            "--agent", help="The agent to join on an open (demo) hub, instead of a token."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+class Credentials(NamedTuple):
+    """Exactly one of the two is set."""
+
+    token: str | None
+    agent: str | None
+
+
+def credentials(ctx: click.Context, token: str | None, agent: str | None) -> Credentials:
+    """A token (secured hub) or an agent name (open hub) for :class:`BridgeClient`.
+
+    ``--agent`` wins over a token that only came from the environment, so that
+    ``--agent`` works against an open hub with ``BRIDGE_TOKEN`` set.
+    """
+    if agent is not None and token is not None:
+        if ctx.get_parameter_source("token") is click.core.ParameterSource.ENVIRONMENT:
+            return Credentials(None, agent)
+        raise click.UsageError("give --token (secured hub) or --agent (open hub), not both")
+    if agent is not None or token is not None:
+        return Credentials(token, agent)
+    raise click.UsageError("give --token or set BRIDGE_TOKEN (secured hub), or --agent (open hub)")
+
+
+def token_agent(token: str) -> str:
+    """The agent a token names, for the virtual agent's login name."""
+    from .virtual_agent import agent_of_token
+
+    try:
+        return agent_of_token(token)
+    except ValueError as exc:
+        raise click.UsageError(f"--token: {exc}") from exc
+
+
+def run_async(main: Awaitable[int]) -> None:
+    """Run ``main`` until it returns an exit status, or until SIGINT/SIGTERM (status 0)."""
+
+    async def guarded() -> int:
+        task = asyncio.ensure_future(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return EXIT_OK
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    sys.exit(asyncio.run(guarded()))
+
+
+def write_line(stream: IO[str], text: str) -> None:
+    """One line, flushed at once: ``listen | jq`` must see each event as it comes."""
+    stream.write(text + "\n")
+    stream.flush()
+
+
+# ----- send ------------------------------------------------------------------------------
+
+
+def request_kind(name: str) -> Kind:
+    """``SetNotReady`` (any case) or a full ``channel/topic/subtopic`` for other kinds."""
+    if "/" in name:
+        try:
+            return Kind.parse(name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="REQUEST") from exc
+    for known, kind in REQUESTS.items():
+        if known.lower() == name.lower():
+            return kind
+    raise click.BadParameter(
+        f"{name!r} is not one of {', '.join(REQUESTS)} (or give channel/topic/subtopic)",
+        param_hint="REQUEST",
+    )
+
+
+def request_data(kind: Kind, reason: str | None, data_json: str | None) -> dict[str, Any] | None:
+    """The request's ``data`` from ``--reason`` or ``--data``."""
+    if reason is not None and data_json is not None:
+        raise click.UsageError("give --reason or --data, not both")
+    if data_json is not None:
+        try:
+            data = orjson.loads(data_json)
+        except orjson.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--data") from exc
+        if not isinstance(data, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--data")
+        return data
+    if kind.subtopic == "SetNotReady" and reason is None:
+        raise click.UsageError("SetNotReady needs --reason (a not-routable state, e.g. Break)")
+    if reason is not None:
+        if kind.subtopic not in ("SetNotReady", "SetReady"):
+            raise click.UsageError(
+                f"--reason applies to SetNotReady and SetReady, not {kind.subtopic}"
+            )
+        return {"ReasonCodeId": reason}
+    return None
+
+
+@click.command("send")
+@click.argument("request_name", metavar="REQUEST")
+@click.option(
+    "--reason",
+    help="The agent state to set (ReasonCodeId): SetNotReady needs one, SetReady may take one.",
+)
+@click.option("--data", "data_json", help="The request's data as a JSON object (for other kinds).")
+@click.option(
+    "--timeout",
+    default=15.0,
+    show_default=True,
+    type=float,
+    help="Seconds to wait for the answer (the hub's own limit is usually 10).",
+)
+@click.option("--pretty", is_flag=True, help="Indent the answering event.")
+@click.option(
+    "--source", default="connect-bridge-cli", show_default=True, help="This app's name on the bus."
+)
+@connection_options
+@click.pass_context
+def send(
+    ctx: click.Context,
+    request_name: str,
+    reason: str | None,
+    data_json: str | None,
+    timeout: float,
+    pretty: bool,
+    source: str,
+    url: str,
+    token: str | None,
+    agent: str | None,
+) -> None:
+    """Send one request and print the event that answers it.
+
+    REQUEST is one of SetNotReady, SetReady, Logout, Mute, Unmute, GetStates,
+    StateSync, or channel/topic/subtopic. On an error, its msg and errorType go
+    to stderr and the exit status says which kind of failure it was (see
+    docs/client.md).
+
+    \b
+      connect-bridge send SetNotReady --reason Break --agent agent1
+      connect-bridge send GetStates --agent agent1 | jq '.message.states'
+    """
+    kind = request_kind(request_name)
+    data = request_data(kind, reason, data_json)
+    who = credentials(ctx, token, agent)
+
+    async def main() -> int:
+        try:
+            async with BridgeClient(
+                url, token=who.token, agent=who.agent, source=source, request_timeout=timeout
+            ) as bus:
+                answer = await bus.request(*kind, data, timeout=timeout)
+        except BridgeError as exc:
+            report(exc)
+            return exit_code(exc)
+        option = orjson.OPT_INDENT_2 if pretty else 0
+        write_line(sys.stdout, orjson.dumps(answer, option=option).decode())
+        return EXIT_OK
+
+    run_async(main())
+
+
+# ----- listen ----------------------------------------------------------------------------
+
+
+def parse_time(text: Any) -> datetime | None:
+    """Read an ISO-8601 UTC timestamp as the protocol writes it, or None."""
+    if not isinstance(text, str):
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(text)
+    return None
+
+
+def format_duration(seconds: float) -> str:
+    """``83`` -> ``1:23``; ``3723`` -> ``1:02:03``."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def describe_state(envelope: dict[str, Any] | None, now: datetime) -> str:
+    """``Break (not_routable) · 1:23 in state · muted: no`` from a SetAgentState event."""
+    if envelope is None:
+        return "state unknown"
+    message = envelope.get("message") or {}
+    data = message.get("data") or {}
+    since = parse_time(data.get("stateChangeTime"))
+    in_state = format_duration((now - since).total_seconds()) if since else "?"
+    muted = "yes" if data.get("muted") else "no"
+    return f"{message.get('event', '?')} ({data.get('type', '?')}) · {in_state} in state · muted: {muted}"
+
+
+def describe_event(envelope: dict[str, Any], now: datetime) -> str:
+    """One readable line for an event (the ``--pretty`` log)."""
+    kind = envelope.get("subtopic", "?")
+    message = envelope.get("message")
+    tags = "".join(
+        [
+            " (retained)" if envelope.get("retained") else "",
+            f" ← {str(envelope['replyTo'])[:8]}" if "replyTo" in envelope else "",
+        ]
+    )
+    if kind == "SetAgentState":
+        body = describe_state(envelope, now)
+    elif kind == "ProviderStatus" and isinstance(message, dict):
+        body = "provider " + ("connected" if message.get("connected") else "gone")
+    elif kind == "GetStates" and isinstance(message, dict):
+        body = ", ".join(f"{s.get('label')} ({s.get('type')})" for s in message.get("states", []))
+    elif kind == "StateSync" and isinstance(message, dict):
+        agent_state = message.get("agentState") or {}
+        body = f"{message.get('loginState')}, {agent_state.get('name')} ({agent_state.get('type')})"
+    else:
+        body = orjson.dumps(message).decode()
+    return f"{now.astimezone().strftime('%H:%M:%S')}  {kind}{tags}: {body}"
+
+
+class PrettyView:
+    """The ``listen --pretty`` screen: a log of events and, on a terminal, a status
+    line (agent, state, time in state, muted, provider) redrawn every second."""
+
+    def __init__(self, out: IO[str], bus: BridgeClient, live: bool) -> None:
+        self.out = out
+        self.bus = bus
+        self.live = live
+
+    def status(self, now: datetime) -> str:
+        provider = {True: "up", False: "down", None: "?"}[self.bus.provider_connected]
+        connection = "" if self.bus.state is ConnectionState.OPEN else f" · {self.bus.state}"
+        state = describe_state(self.bus.last("Amazon/Agent/SetAgentState"), now)
+        return f"{self.bus.agent} ▸ {state} · provider: {provider}{connection}"
+
+    def event(self, envelope: dict[str, Any]) -> None:
+        self.line(describe_event(envelope, datetime.now(UTC)))
+
+    def note(self, text: str) -> None:
+        """A connection note: above the status line on a terminal, else on stderr."""
+        if self.live:
+            self.line(text)
+        else:
+            click.echo(text, err=True)
+
+    def line(self, text: str) -> None:
+        if self.live:
+            self.out.write("\r\x1b[K")  # clear the status line, print above it
+        self.out.write(text + "\n")
+        self.redraw()
+
+    def redraw(self) -> None:
+        if self.live:
+            self.out.write("\r\x1b[K" + self.status(datetime.now(UTC)))
+        self.out.flush()
+
+    async def tick(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self.redraw()
+
+
+@click.command("listen")
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only events of this kind, e.g. Amazon/Agent/SetAgentState (repeatable).",
+)
+@click.option("--pretty", is_flag=True, help="A readable live view instead of JSON lines.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option("--quiet", "-q", is_flag=True, help="No connection notes on stderr.")
+@click.option(
+    "--source",
+    default="connect-bridge-listen",
+    show_default=True,
+    help="This app's name on the bus.",
+)
+@connection_options
+@click.pass_context
+def listen(
+    ctx: click.Context,
+    kinds: tuple[str, ...],
+    pretty: bool,
+    count: int | None,
+    duration: float | None,
+    quiet: bool,
+    source: str,
+    url: str,
+    token: str | None,
+    agent: str | None,
+) -> None:
+    """Print the agent's events as they come: one JSON object per line (jq-ready).
+
+    The retained state is printed first (marked "retained": true). Reconnects by
+    itself when the hub restarts; connection notes go to stderr.
+
+    \b
+      connect-bridge listen --agent agent1 | jq -c '.message.data.state'
+      connect-bridge listen --agent agent1 --pretty
+    """
+    for name in kinds:
+        try:
+            Kind.parse(name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--kind") from exc
+    who = credentials(ctx, token, agent)
+
+    async def main() -> int:
+        bus = BridgeClient(url, token=who.token, agent=who.agent, source=source)
+        view = PrettyView(sys.stdout, bus, live=sys.stdout.isatty()) if pretty else None
+
+        def note(state: ConnectionState) -> None:
+            if quiet:
+                return
+            if view is not None:
+                view.note(f"# {state}: {url}")
+            else:
+                click.echo(f"# {state}: {url}", err=True)
+
+        bus.add_state_listener(note)
+        try:
+            await bus.start()
+        except BridgeError as exc:
+            report(exc)
+            return exit_code(exc)
+        ticker = asyncio.create_task(view.tick()) if view is not None and view.live else None
+        seen = 0
+        try:
+            async with asyncio.timeout(duration), bus.events(*kinds) as events:
+                async for envelope in events:
+                    if view is not None:
+                        view.event(envelope)
+                    else:
+                        write_line(sys.stdout, orjson.dumps(envelope).decode())
+                    seen += 1
+                    if count is not None and seen >= count:
+                        break
+        except TimeoutError:
+            pass  # --duration ran out
+        except BridgeError as exc:
+            report(exc)
+            return exit_code(exc)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+            await bus.close()
+            if view is not None and view.live:
+                sys.stdout.write("\n")
+        return EXIT_OK
+
+    run_async(main())
+
+
+# ----- virtual-agent ---------------------------------------------------------------------
+
+
+def load_states(path: Path) -> tuple[AgentState, ...]:
+    """Agent states from a ``.json`` or ``.toml`` file (see :func:`states_from_config`)."""
+    try:
+        raw = path.read_bytes()
+        value = tomllib.loads(raw.decode()) if path.suffix.lower() == ".toml" else orjson.loads(raw)
+        return states_from_config(value, str(path))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # JSON and TOML errors are ValueErrors
+        raise click.BadParameter(str(exc), param_hint="--states-file") from exc
+
+
+def build_model(
+    agent: str,
+    states: tuple[str, ...],
+    states_file: Path | None,
+    initial_state: str | None,
+    name: str | None,
+    fail_updates: bool,
+) -> AgentModel:
+    """The agent model from the command's options; usage errors name the option."""
+    if states and states_file is not None:
+        raise click.UsageError("give --state or --states-file, not both")
+    chosen: tuple[AgentState, ...] = DEFAULT_STATES
+    if states_file is not None:
+        chosen = load_states(states_file)
+    elif states:
+        try:
+            chosen = tuple(AgentState.parse(text) for text in states)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--state") from exc
+    try:
+        return AgentModel(
+            agent, states=chosen, initial_state=initial_state, name=name, fail_updates=fail_updates
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@click.command("virtual-agent")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    metavar="NAME=TYPE",
+    help="An agent state, e.g. Break=not_routable (repeatable; replaces the defaults: "
+    "Available=routable, Break, Lunch, Training =not_routable, Offline=offline).",
+)
+@click.option(
+    "--states-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='States from a JSON or TOML file: {"states": [{"name": "Break", "type": "not_routable"}]}.',
+)
+@click.option("--initial-state", help="The state to start in (default: the first routable one).")
+@click.option(
+    "--name", help="The agent's display name (default: from the login, agent1 -> Agent 1)."
+)
+@click.option(
+    "--fail-updates", is_flag=True, help="Refuse every state change with UPDATE_AGENT_STATE_FAILED."
+)
+@click.option("--on-call", is_flag=True, help="Start on a simulated call.")
+@click.option(
+    "--call-every",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Take a simulated call this many seconds after becoming free and routable.",
+)
+@click.option(
+    "--call-length",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds each scheduled call lasts.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Do not log each request on stderr.")
+@click.option(
+    "--source", default="virtual-agent", show_default=True, help="This provider's name on the bus."
+)
+@connection_options
+@click.pass_context
+def virtual_agent(
+    ctx: click.Context,
+    states: tuple[str, ...],
+    states_file: Path | None,
+    initial_state: str | None,
+    name: str | None,
+    fail_updates: bool,
+    on_call: bool,
+    call_every: float | None,
+    call_length: float,
+    quiet: bool,
+    source: str,
+    url: str,
+    token: str | None,
+    agent: str | None,
+) -> None:
+    """Act as a logged-in Amazon Connect agent: the provider for one agent, no AWS needed.
+
+    Answers every v1 request, publishes SetAgentState on connect and on every
+    change, and reconnects when the hub restarts. Send it SIGUSR1 to start or
+    end a simulated call.
+
+    \b
+      connect-bridge virtual-agent --agent agent1
+      connect-bridge virtual-agent --token "$PROVIDER_TOKEN" --call-every 60 --call-length 20
+    """
+    from .virtual_agent import VirtualAgent
+
+    who = credentials(ctx, token, agent)
+    login = who.agent if who.agent is not None else token_agent(who.token or "")
+    model = build_model(login, states, states_file, initial_state, name, fail_updates)
+    if on_call:
+        model.start_call()
+
+    async def main() -> int:
+        va = VirtualAgent(
+            url,
+            model=model,
+            source=source,
+            call_every=call_every,
+            call_length=call_length,
+            retry_first_connect=True,
+            token=who.token,
+            agent=who.agent,
+        )
+        if not quiet:
+            _log_virtual_agent(va, url)
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGUSR1 on Windows
+            loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(va.toggle_call()))
+        await va.start()
+        try:
+            await va.wait_closed()
+        except BridgeError as exc:
+            report(exc)
+            return exit_code(exc)
+        finally:
+            await va.close()
+        return EXIT_OK
+
+    run_async(main())
+
+
+def _log_virtual_agent(va: Any, url: str) -> None:
+    """Say on stderr what the virtual agent is doing, for a person watching it."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("bridge.virtual_agent")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def note(state: ConnectionState) -> None:
+        click.echo(f"{time.strftime('%H:%M:%S')} {va.model.login_name}: {state} ({url})", err=True)
+
+    va.client.add_state_listener(note)
+
+
+# ----- demo ------------------------------------------------------------------------------
+
+
+@click.command("demo")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port on 127.0.0.1 (0 picks a free one).",
+)
+@click.option(
+    "--agents",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="How many virtual agents (agent1, agent2, ...).",
+)
+@click.option(
+    "--call-every",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Let the virtual agents take simulated calls this often (seconds).",
+)
+@click.option(
+    "--call-length", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True)
+)
+def demo(port: int, agents: int, call_every: float | None, call_length: float) -> None:
+    """Run a complete local bus: an open hub on loopback, virtual agents, and the pages.
+
+    Nothing needs Amazon Connect: the agents are simulated. Ctrl-C stops it.
+    """
+    run_async(run_demo(port, agents, call_every, call_length, sys.stdout))
+
+
+async def run_demo(
+    port: int, agents: int, call_every: float | None, call_length: float, out: IO[str]
+) -> int:
+    """The demo: hub plus agents until cancelled, then a clean shutdown."""
+    from .config import HubConfig
+    from .server import HubServer
+    from .virtual_agent import VirtualAgent
+
+    hub = HubServer(HubConfig(host="127.0.0.1", port=port, open_mode=True))
+    try:
+        await hub.start()
+    except OSError as exc:
+        click.echo(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", err=True)
+        return EXIT_CONNECTION
+    started: list[VirtualAgent] = []
+    try:
+        for number in range(1, agents + 1):
+            va = VirtualAgent(
+                hub.url,
+                agent=f"agent{number}",
+                source="virtual-agent",
+                call_every=call_every,
+                call_length=call_length,
+            )
+            await va.start()
+            started.append(va)
+        _print_demo(hub.port, hub.http_url, hub.url, agents, _has_pages(hub.static_dir), out)
+        await asyncio.Event().wait()  # until Ctrl-C cancels us
+        return EXIT_OK  # pragma: no cover - unreachable
+    finally:
+        for va in started:
+            await va.close()
+        await hub.close()
+        write_line(out, "demo stopped")
+
+
+def _has_pages(static_dir: Path | None) -> bool:
+    return static_dir is not None and (static_dir / "widget.html").is_file()
+
+
+def _print_demo(
+    port: int, http_url: str, ws_url: str, agents: int, pages: bool, out: IO[str]
+) -> None:
+    agent_list = ", ".join(f"agent{n}" for n in range(1, agents + 1))
+    free_agent = f"agent{agents + 1}"
+    lines = [
+        "connect-bridge demo: an OPEN hub (no tokens) on loopback only",
+        f"  hub        {ws_url}",
+        f"  health     {http_url}/healthz",
+        f"  agents     {agent_list} (virtual: logged in, Available, off call)",
+        "",
+    ]
+    if pages:
+        pages_to_open = [
+            (f"{http_url}/widget.html?agent=agent1", "agent1's widget (its provider is virtual)"),
+            (
+                f"{http_url}/ccp.html?emulate=1&agent={free_agent}",
+                f"an emulated CCP: {free_agent}'s provider",
+            ),
+            (
+                f"{http_url}/widget.html?agent={free_agent}",
+                f"{free_agent}'s widget, following that CCP",
+            ),
+        ]
+        width = max(len(page) for page, _ in pages_to_open)
+        lines += ["Open in a browser:"]
+        lines += [f"  {page.ljust(width)}  {what}" for page, what in pages_to_open]
+        lines += [""]
+    url_option = "" if port == 8765 else f" --url {ws_url}"
+    lines += [
+        "Then, in another terminal:",
+        f"  connect-bridge listen --agent agent1{url_option}",
+        f"  connect-bridge send SetNotReady --reason Break --agent agent1{url_option}",
+        f"  connect-bridge send SetReady --agent agent1{url_option}",
+        "",
+        "Ctrl-C stops the demo.",
+    ]
+    for line in lines:
+        write_line(out, line)
+
+
+@click.group()
+def apps_main() -> None:
+    """These commands alone, for running them without ``bridge.cli`` (``python -m bridge.cli_apps``)."""
+
+
+for _command in (send, listen, virtual_agent, demo):
+    apps_main.add_command(_command)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    apps_main()
