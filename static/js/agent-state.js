@@ -53,24 +53,25 @@ function onAnyCall(agent) {
 }
 
 /**
- * Which widget buttons make sense now. Ready and the Not Ready menu stay
- * enabled on a call because the provider queues the change for after it
- * (`enqueueNextState`); a button for the state the agent is already in is
- * disabled; mute/unmute swap, and only show live during a softphone call.
+ * Which desktop buttons make sense now (`rules.ButtonStates`), the same rules
+ * as the Python virtual agent (bridge/agent_model.py) so that apps see one
+ * behaviour whichever provider runs: Ready is pointless when already
+ * routable; Not Ready stays enabled (Break -> Lunch, and on a call the change
+ * is queued); mute and unmute exist only during a softphone call, and only the
+ * one that changes something is shown; no call can be placed while on one or
+ * logged out.
  * @param {object} agent a connect.Agent
  * @param {boolean} muted
  * @returns {{items: Object<string, "Enable"|"Disable"|"Hide">, count: number}}
  */
 export function buttonStates(agent, muted) {
-  const state = agent.getState();
+  const type = agent.getState().type;
   const softphoneCall = onSoftphoneCall(agent);
-  const offline = state.type === "offline";
   const items = {
-    Ready: state.type === "routable" ? "Disable" : "Enable",
     NotReady: "Enable",
-    Logout: offline ? "Disable" : "Enable",
-    make_call: offline || onAnyCall(agent) ? "Disable" : "Enable",
-    mute: softphoneCall ? (muted ? "Hide" : "Enable") : "Disable",
+    Ready: type === "routable" ? "Disable" : "Enable",
+    make_call: type === "offline" || onAnyCall(agent) ? "Disable" : "Enable",
+    mute: softphoneCall && !muted ? "Enable" : "Hide",
     unmute: softphoneCall && muted ? "Enable" : "Hide",
   };
   return { items, count: Object.keys(items).length };
@@ -149,12 +150,13 @@ export function stateSyncMessage(agent, muted) {
 
 /**
  * `message.states` of the GetStates event: the states the agent may pick.
- * `label` is the name apps send back as ReasonCodeId; `code` is the state's ARN.
+ * `code` is the name too, which is what ReasonCodeId takes back (as in the
+ * Python virtual agent); the provider also accepts a state's ARN there.
  * @param {object} agent a connect.Agent
  */
 export function stateOptions(agent) {
   return agent
     .getAgentStates()
     .filter((s) => s.type === "routable" || s.type === "not_routable" || s.type === "offline")
-    .map((s) => ({ label: s.name, code: s.agentStateARN ?? null, type: s.type }));
+    .map((s) => ({ label: s.name, code: s.name, type: s.type }));
 }

@@ -21,17 +21,22 @@ import { CloseCode, HELLO, REPLACED, WELCOME, isError, kindOf, parseKind } from 
 
 /**
  * An error a request ended with: one the hub or provider sent (its `data`
- * copied onto the error), or one the client raised itself (`CLIENT_TIMEOUT`,
- * `CONNECTION_LOST`, `NOT_CONNECTED`). `msg` is always fit to show a person.
+ * copied onto the error), or one the client raised itself, with the same
+ * codes as the Python client: `REQUEST_TIMEOUT` with `local` true (no answer
+ * in time), `CONNECTION_LOST` (no connection, or it dropped with the request
+ * in flight: it may or may not have been carried out), `CLIENT_CLOSED`
+ * (stop() was called), `REPLACED`. `msg` is always fit to show a person.
  */
 export class BridgeError extends Error {
   /**
    * @param {{errorType: string, errorMessage?: string, msg?: string, request?: object}} data
    * @param {object|null} [envelope] the error frame, when there was one
    */
-  constructor(data, envelope = null) {
-    super(data.errorMessage || data.msg || data.errorType);
+  constructor(data, envelope = null, { local = false } = {}) {
+    super(`${data.errorType}: ${data.errorMessage || data.msg || ""}`);
     this.name = "BridgeError";
+    /** True for errors the client raised itself rather than received. */
+    this.local = local;
     this.errorType = data.errorType;
     this.errorMessage = data.errorMessage || "";
     this.msg = data.msg || "The request failed.";
@@ -40,13 +45,13 @@ export class BridgeError extends Error {
   }
 }
 
-/** Connection states, in the order a healthy connection goes through them. */
+/** Connection states; the same names as the Python client's, plus idle. */
 export const ConnectionState = Object.freeze({
-  IDLE: "idle", // not started
-  CONNECTING: "connecting", // socket opening or Hello sent, no Welcome yet
+  IDLE: "idle", // start() not called yet
+  CONNECTING: "connecting", // the first connection is being made (no Welcome yet)
   OPEN: "open", // Welcome received: requests may be sent
-  CLOSED: "closed", // dropped; a retry is scheduled (detail.retryInMs)
-  STOPPED: "stopped", // will not retry: stop() was called, replaced, or refused
+  RECONNECTING: "reconnecting", // dropped; waiting detail.retryInMs, then trying again
+  CLOSED: "closed", // for good: stop() was called, replaced by a newer provider, or refused
 });
 
 /**
@@ -77,12 +82,13 @@ export class BridgeClient extends EventTarget {
    * @param {object} options
    * @param {string} options.url            the hub's WebSocket URL, e.g. ws://host:port/ws
    * @param {"app"|"provider"} [options.role="app"]
-   * @param {string} [options.token]        signed token (secured hub)
+   * @param {string|(() => string|Promise<string>)} [options.token] signed token (secured hub), or a
+   *   function that returns a fresh one, called before every connection (short-lived tokens)
    * @param {string} [options.agent]        agent name (open-mode hub only; ignored with a token)
    * @param {string} [options.source="browser"] this app's name in `source` (1-64 characters)
-   * @param {number} [options.requestTimeout=15000] ms before a request rejects with CLIENT_TIMEOUT;
-   *   longer than the hub's own 10 s so the hub's REQUEST_TIMEOUT normally arrives first
-   * @param {number} [options.helloTimeout=10000] ms to wait for Welcome before retrying
+   * @param {number} [options.requestTimeout=15000] ms before a request gives up (REQUEST_TIMEOUT,
+   *   local); longer than the hub's own 10 s so the hub's error, which names the cause, comes first
+   * @param {number} [options.helloTimeout=10000] ms to wait for Welcome before trying again
    * @param {boolean} [options.reconnect=true]
    * @param {number} [options.minDelay=250]  first retry delay, ms
    * @param {number} [options.maxDelay=15000] largest retry delay, ms
@@ -97,6 +103,7 @@ export class BridgeClient extends EventTarget {
     }
     this.url = options.url;
     this.role = options.role || "app";
+    /** @type {string|Function|null} */
     this.token = options.token || null;
     this.agent = options.agent || null;
     this.source = options.source || "browser";
@@ -111,9 +118,10 @@ export class BridgeClient extends EventTarget {
     this._state = ConnectionState.IDLE;
     this._socket = null;
     this._attempt = 0;
+    this._everOpen = false;
     this._retryTimer = null;
     this._helloTimer = null;
-    this._stopped = false;
+    this._closedForGood = false;
     /** @type {Map<string, {resolve: Function, reject: Function, timer: any, kind: string}>} */
     this._pending = new Map();
     /** @type {Map<string, Set<Function>>} */
@@ -122,6 +130,7 @@ export class BridgeClient extends EventTarget {
     this._last = new Map();
     this._welcome = null;
     this._refusal = null;
+    this._replaced = false;
     this._readyWaiters = [];
   }
 
@@ -135,32 +144,33 @@ export class BridgeClient extends EventTarget {
     return this._welcome;
   }
 
-  /** Open the connection; reconnects by itself until stop(). Returns this. */
+  /** Open the connection; it comes back by itself after drops until stop(). Returns this. */
   start() {
-    this._stopped = false;
-    if (this._state === ConnectionState.IDLE || this._state === ConnectionState.STOPPED) {
+    if (this._state === ConnectionState.IDLE || this._state === ConnectionState.CLOSED) {
+      this._closedForGood = false;
       this._attempt = 0;
+      this._everOpen = false;
       this._open();
     }
     return this;
   }
 
-  /** Close for good: no more retries; requests in flight reject with CONNECTION_LOST. */
-  stop(reason = "stopped by the page") {
-    this._stopped = true;
+  /** Close for good: no more retries; requests in flight reject with CLIENT_CLOSED. */
+  stop(reason = "closed by the page") {
+    this._closedForGood = true;
     clearTimeout(this._retryTimer);
     clearTimeout(this._helloTimer);
     const socket = this._socket;
     this._socket = null;
     if (socket && socket.readyState <= 1) socket.close(CloseCode.NORMAL, "bye");
-    this._failPending("CONNECTION_LOST", reason, "The connection to the bridge was closed.");
-    this._rejectReadyWaiters(reason);
-    this._setState(ConnectionState.STOPPED, { reason });
+    this._failPending("CLIENT_CLOSED", reason, "The connection to the bridge was closed.");
+    this._rejectReadyWaiters("CLIENT_CLOSED", reason);
+    this._setState(ConnectionState.CLOSED, { reason });
   }
 
   /**
    * Resolves with the Welcome message once the connection is open (at once if
-   * it already is); rejects if the client stops first.
+   * it already is); rejects if the client closes for good first.
    * @param {number} [timeout] ms; no limit when omitted
    */
   ready(timeout) {
@@ -170,8 +180,9 @@ export class BridgeClient extends EventTarget {
       if (timeout !== undefined) {
         waiter.timer = setTimeout(() => {
           this._readyWaiters = this._readyWaiters.filter((w) => w !== waiter);
-          reject(new BridgeError({ errorType: "CLIENT_TIMEOUT", errorMessage: "no Welcome in time",
-            msg: "The bridge did not answer in time." }));
+          reject(new BridgeError({ errorType: "CONNECT_FAILED",
+            errorMessage: `no Welcome within ${timeout} ms`,
+            msg: "Could not connect to the bridge." }, null, { local: true }));
         }, timeout);
       }
       this._readyWaiters.push(waiter);
@@ -189,7 +200,7 @@ export class BridgeClient extends EventTarget {
     return () => this._handlers.get(kind)?.delete(handler);
   }
 
-  /** The last frame received of `kind`, or undefined. */
+  /** The last frame received of `kind` (retained replays included), or undefined. */
   last(kind) {
     return this._last.get(kind);
   }
@@ -200,14 +211,14 @@ export class BridgeClient extends EventTarget {
    * @param {object} [data]
    * @param {{timeout?: number, id?: string}} [options]
    * @returns {Promise<object>} the answering event envelope
-   * @throws {BridgeError} the error frame, or CLIENT_TIMEOUT / CONNECTION_LOST / NOT_CONNECTED
+   * @throws {BridgeError} the error frame's, or REQUEST_TIMEOUT (local) / CONNECTION_LOST
    */
   request(kind, data, options = {}) {
     const name = parseKind(kind);
     if (this._state !== ConnectionState.OPEN) {
-      return Promise.reject(new BridgeError({ errorType: "NOT_CONNECTED",
-        errorMessage: `cannot send ${kind}: connection is ${this._state}`,
-        msg: "Not connected to the bridge." }));
+      return Promise.reject(new BridgeError({ errorType: "CONNECTION_LOST",
+        errorMessage: `cannot send ${kind}: the connection is ${this._state}`,
+        msg: "Not connected to the bridge.", request: name }, null, { local: true }));
     }
     const id = options.id || newId();
     const envelope = { ...name, source: this.source, id };
@@ -216,9 +227,9 @@ export class BridgeClient extends EventTarget {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
-        reject(new BridgeError({ errorType: "CLIENT_TIMEOUT",
-          errorMessage: `no answer to ${kind} (${id}) within ${timeout} ms`,
-          msg: "The bridge did not answer in time.", request: name }));
+        reject(new BridgeError({ errorType: "REQUEST_TIMEOUT",
+          errorMessage: `no answer to ${kind} (${id}) within ${timeout} ms (client-side timeout)`,
+          msg: "The agent's softphone did not answer in time.", request: name }, null, { local: true }));
       }, timeout);
       this._pending.set(id, { resolve, reject, timer, kind });
       this._send(envelope);
@@ -244,6 +255,7 @@ export class BridgeClient extends EventTarget {
    * @param {string} errorType stable UPPER_SNAKE code
    * @param {string} errorMessage the technical cause
    * @param {string} msg a sentence fit to show a person
+   * @returns {boolean} false when not connected
    */
   replyError(request, errorType, errorMessage, msg) {
     const envelope = {
@@ -271,27 +283,41 @@ export class BridgeClient extends EventTarget {
       try {
         this.onState(detail);
       } catch (err) {
-        console.error("BridgeClient onState handler failed", err);
+        console.error("connect-bridge: onState handler failed", err);
       }
     }
     this.dispatchEvent(new CustomEvent("state", { detail }));
   }
 
-  _open() {
+  async _open() {
     clearTimeout(this._retryTimer);
     this._refusal = null;
-    this._setState(ConnectionState.CONNECTING, { attempt: this._attempt });
+    this._replaced = false;
+    this._setState(this._everOpen ? ConnectionState.RECONNECTING : ConnectionState.CONNECTING,
+      { attempt: this._attempt });
+    let token = null;
+    if (this.token) {
+      try {
+        token = typeof this.token === "function" ? await this.token() : this.token;
+      } catch (err) {
+        // The page could not get a token now (its backend is down?): try again later.
+        this._afterClose(0, `no token: ${err && err.message ? err.message : err}`);
+        return;
+      }
+      if (this._closedForGood) return; // stop() while the token was being fetched
+    }
     let socket;
     try {
       socket = new this._WebSocket(this.url);
     } catch (err) {
-      this._scheduleRetry(0, String(err && err.message ? err.message : err));
+      // A malformed URL: retrying cannot help.
+      this._closeForGood(0, String(err && err.message ? err.message : err));
       return;
     }
     this._socket = socket;
     socket.addEventListener("open", () => {
       if (socket !== this._socket) return;
-      const data = this.token ? { role: this.role, token: this.token } : { role: this.role, agent: this.agent };
+      const data = token ? { role: this.role, token } : { role: this.role, agent: this.agent };
       this._send({ ...parseKind(HELLO), source: this.source, data });
       this._helloTimer = setTimeout(() => {
         if (socket === this._socket) socket.close(CloseCode.NORMAL, "no Welcome");
@@ -304,31 +330,42 @@ export class BridgeClient extends EventTarget {
       if (socket !== this._socket) return;
       this._socket = null;
       clearTimeout(this._helloTimer);
-      this._failPending("CONNECTION_LOST", `connection closed (${event.code})`,
-        "The connection to the bridge was lost.");
-      this._scheduleRetry(event.code, event.reason);
+      this._failPending("CONNECTION_LOST", `connection closed (${event.code}) with the request in flight`,
+        "The connection to the bridge was lost; the request may not have been carried out.");
+      this._afterClose(event.code, event.reason);
     });
-    // An "error" event is always followed by "close"; the retry is decided there.
+    // An "error" event is always followed by "close"; what to do is decided there.
   }
 
-  _scheduleRetry(code, reason) {
-    if (this._stopped) return;
-    const refused = this._refusal !== null;
-    const replaced = code === CloseCode.REPLACED;
-    if (!this.reconnect || refused || replaced) {
-      // Retrying a refused token or a replaced provider only repeats the refusal
-      // (or starts a tug of war between two CCP tabs).
-      this._stopped = true;
-      this._rejectReadyWaiters(reason || "closed");
-      this._setState(ConnectionState.STOPPED, {
-        code, reason: replaced ? "replaced by a newer provider" : reason, error: this._refusal,
+  _afterClose(code, reason) {
+    if (this._closedForGood) return;
+    if (this._replaced || code === CloseCode.REPLACED) {
+      // A newer provider took over; coming back would start a tug of war between two tabs.
+      this._closeForGood(code, "replaced by a newer provider", {
+        errorType: "REPLACED", errorMessage: "a newer provider for this agent connected (4001)",
+        msg: "Another softphone page took over for this agent.",
       });
+      return;
+    }
+    if (this._refusal) {
+      // A refused token or role is refused again on every retry.
+      this._closeForGood(code, reason || "refused", this._refusal);
+      return;
+    }
+    if (!this.reconnect) {
+      this._closeForGood(code, reason || "connection closed");
       return;
     }
     const retryInMs = backoffDelay(this._attempt, this.minDelay, this.maxDelay);
     this._attempt += 1;
-    this._setState(ConnectionState.CLOSED, { code, reason, retryInMs });
+    this._setState(ConnectionState.RECONNECTING, { code, reason, retryInMs });
     this._retryTimer = setTimeout(() => this._open(), retryInMs);
+  }
+
+  _closeForGood(code, reason, error = null) {
+    this._closedForGood = true;
+    this._rejectReadyWaiters(error ? error.errorType : "CONNECTION_LOST", reason);
+    this._setState(ConnectionState.CLOSED, { code, reason, error });
   }
 
   _receive(text) {
@@ -346,6 +383,7 @@ export class BridgeClient extends EventTarget {
     if (kind === WELCOME) {
       clearTimeout(this._helloTimer);
       this._attempt = 0;
+      this._everOpen = true;
       this._welcome = envelope.message;
       this._setState(ConnectionState.OPEN, { welcome: envelope.message });
       const waiters = this._readyWaiters;
@@ -354,11 +392,11 @@ export class BridgeClient extends EventTarget {
         clearTimeout(waiter.timer);
         waiter.resolve(envelope.message);
       }
+    } else if (kind === REPLACED) {
+      this._replaced = true;
     } else if (isError(envelope) && this._state !== ConnectionState.OPEN) {
       // An error before Welcome is the hub refusing this Hello (NOT_AUTHENTICATED).
-      this._refusal = envelope.data || { errorType: "NOT_AUTHENTICATED" };
-    } else if (kind === REPLACED) {
-      this._refusal = null;
+      this._refusal = envelope.data || { errorType: "NOT_AUTHENTICATED", msg: "Not signed in." };
     }
 
     const pending = envelope.replyTo ? this._pending.get(envelope.replyTo) : undefined;
@@ -397,17 +435,18 @@ export class BridgeClient extends EventTarget {
     this._pending.clear();
     for (const entry of pending) {
       clearTimeout(entry.timer);
-      entry.reject(new BridgeError({ errorType, errorMessage, msg, request: parseKind(entry.kind) }));
+      entry.reject(new BridgeError({ errorType, errorMessage, msg, request: parseKind(entry.kind) },
+        null, { local: true }));
     }
   }
 
-  _rejectReadyWaiters(reason) {
+  _rejectReadyWaiters(errorType, reason) {
     const waiters = this._readyWaiters;
     this._readyWaiters = [];
     for (const waiter of waiters) {
       clearTimeout(waiter.timer);
-      waiter.reject(new BridgeError({ errorType: "CONNECTION_LOST", errorMessage: reason,
-        msg: "The connection to the bridge was closed." }));
+      waiter.reject(new BridgeError({ errorType, errorMessage: reason,
+        msg: "The connection to the bridge was closed." }, null, { local: true }));
     }
   }
 }

@@ -9,7 +9,11 @@
  * - `connect.core.client.call(method, params, callbacks)`: receives the CTI
  *   calls (`putAgentState`) and answers them like Connect would, late;
  * - `connect.core.upstream.sendUpstream(event, data)`: receives broadcasts,
- *   such as mute, and answers with `agent::mute_toggle` like the softphone.
+ *   such as mute, and answers with `agent::mute_toggle` like the softphone;
+ * - `connect.core.mediaFactory`: the library's own MediaFactory, which initCCP
+ *   would create; every Connection with softphone media asks it for a media
+ *   controller when constructed (for softphone it only echoes the media info,
+ *   no network), so without it `contact.getConnections()` throws on a call.
  * Everything above the seams (connect.agent, Agent.setState, onStateChange,
  * onRefresh, onMuteToggle, Contact...) is the real library. The seams are
  * internal, hence the exact version pin on amazon-connect-streams.
@@ -103,6 +107,7 @@ export class CcpEmulator extends EventTarget {
     connect.core.agentDataProvider = new connect.core.AgentDataProvider(connect.core.eventBus);
     connect.core.client = { call: (method, params, callbacks) => this._onCall(method, params, callbacks) };
     connect.core.upstream = { sendUpstream: (event, data) => this._onUpstream(event, data) };
+    connect.core.mediaFactory = new connect.MediaFactory({});
     this.push();
     if (this.refreshMs > 0) this._refreshTimer = setInterval(() => this.push(), this.refreshMs);
     return this;
@@ -155,6 +160,16 @@ export class CcpEmulator extends EventTarget {
     const state = this._stateByName(name);
     if (!state) throw new Error(`no agent state named ${name}`);
     this._apply(state);
+  }
+
+  /**
+   * An administrator removes a state from the agent's configuration (it
+   * disappears from getAgentStates() with the next snapshot). Pages that
+   * listed the states earlier still offer it: asking for it must fail cleanly.
+   */
+  removeAgentState(name) {
+    this.agentStates = this.agentStates.filter((s) => s.name !== name);
+    this.push();
   }
 
   /** The current agent data, as the next `agent::update` carries it. */

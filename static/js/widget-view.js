@@ -1,0 +1,172 @@
+/**
+ * The widget's DOM: finds the elements of widget.html and draws what it is
+ * told. It knows nothing of the hub; widget.js decides what to show.
+ * @module widget-view
+ */
+
+import { coarseLabel, formatDuration } from "./format.js";
+import { MenuButton } from "./menu-button.js";
+import { Notices } from "./notices.js";
+
+/** Widget button -> its key in rules.ButtonStates.items. */
+const BUTTON_RULES = {
+  ready: "Ready",
+  notReady: "NotReady",
+  logout: "Logout",
+  mute: "mute",
+  unmute: "unmute",
+};
+
+const HUB_TEXT = {
+  idle: "Bridge: not started",
+  connecting: "Bridge: connecting",
+  open: "Bridge: connected",
+  reconnecting: "Bridge: reconnecting",
+  closed: "Bridge: disconnected",
+};
+
+export class WidgetView {
+  /**
+   * @param {Document} doc
+   * @param {{onReady: Function, onNotReady: (reason: string) => void, onLogout: Function,
+   *   onMute: Function, onUnmute: Function}} actions
+   */
+  constructor(doc, actions) {
+    const $ = (id) => doc.getElementById(id);
+    this.root = $("widget");
+    this.agentName = $("agent-name");
+    this.hub = $("hub-status");
+    this.provider = $("provider-status");
+    this.card = $("state-card");
+    this.stateName = $("state-name");
+    this.stateCoarse = $("state-coarse");
+    this.duration = $("state-duration");
+    this.muteStatus = $("mute-status");
+    this.staleNote = $("state-stale-note");
+    this.buttons = {
+      ready: $("btn-ready"),
+      notReady: $("btn-notready"),
+      logout: $("btn-logout"),
+      mute: $("btn-mute"),
+      unmute: $("btn-unmute"),
+    };
+    this.micHint = $("mic-hint");
+    this.notices = new Notices($("notices"));
+    this.menu = new MenuButton(this.buttons.notReady, $("notready-menu"), actions.onNotReady);
+    this.buttons.ready.addEventListener("click", () => actions.onReady());
+    this.buttons.logout.addEventListener("click", () => actions.onLogout());
+    this.buttons.mute.addEventListener("click", () => actions.onMute());
+    this.buttons.unmute.addEventListener("click", () => actions.onUnmute());
+    this._since = null;
+    this._ticker = setInterval(() => this._tick(), 1000);
+  }
+
+  /** The hub connection indicator. */
+  showHub(state) {
+    this.hub.dataset.status = state;
+    this.hub.querySelector(".indicator__text").textContent = HUB_TEXT[state] || `Bridge: ${state}`;
+  }
+
+  /** The provider (softphone page) indicator; null = not known yet. */
+  showProvider(connected) {
+    const status = connected === null ? "unknown" : connected ? "up" : "down";
+    this.provider.dataset.status = status;
+    this.provider.querySelector(".indicator__text").textContent = {
+      unknown: "Softphone: unknown", up: "Softphone: connected", down: "Softphone: offline",
+    }[status];
+  }
+
+  showAgent(text) {
+    this.agentName.textContent = text;
+  }
+
+  /**
+   * Draw SetAgentState's message (or the equivalent built from StateSync).
+   * @param {{event: string, data: object, rules: object|null}} message
+   */
+  showState(message) {
+    const { data } = message;
+    this.card.dataset.coarse = data.state;
+    this.card.dataset.type = data.type;
+    this.stateName.textContent = message.event;
+    this.stateCoarse.textContent = data.type === "system" ? `${coarseLabel(data.state)} (on a call)`
+      : coarseLabel(data.state);
+    this.muteStatus.hidden = !data.muted;
+    this._since = Date.parse(data.stateChangeTime);
+    this._tick();
+    if (data.name) this.showAgent(data.loginName && data.loginName !== data.name
+      ? `${data.name} (${data.loginName})` : data.name);
+    this.root.dataset.ready = "true";
+  }
+
+  /** Grey the state out when it may no longer be true (softphone gone). */
+  markStale(stale) {
+    this.card.dataset.stale = String(stale);
+    this.staleNote.hidden = !stale || this.stateName.textContent === "—";
+  }
+
+  /**
+   * Enable, disable or hide each button as rules.ButtonStates says. For a
+   * button the rules leave out (the seed sample has no Logout), the rule is
+   * derived from the agent data so the widget never offers a no-op.
+   * `usable` false disables everything (no hub or no softphone: a click could
+   * not be carried out).
+   * @param {object|null} message the SetAgentState message, or null
+   * @param {boolean} usable
+   * @param {Set<string>} busy buttons whose request is in flight
+   */
+  applyButtons(message, usable, busy = new Set()) {
+    const items = (message && message.rules && message.rules.ButtonStates
+      && message.rules.ButtonStates.items) || {};
+    const data = (message && message.data) || {};
+    const fallback = {
+      Ready: data.state === "Ready" ? "Disable" : "Enable",
+      NotReady: "Enable",
+      Logout: data.state === "Logout" ? "Disable" : "Enable",
+      mute: data.muted ? "Hide" : "Enable",
+      unmute: data.muted ? "Enable" : "Hide",
+    };
+    for (const [button, rule] of Object.entries(BUTTON_RULES)) {
+      const element = this.buttons[button];
+      const verdict = items[rule] || fallback[rule];
+      element.hidden = verdict === "Hide";
+      element.disabled = !usable || verdict !== "Enable" || busy.has(button);
+      element.setAttribute("aria-busy", String(busy.has(button)));
+      element.dataset.rule = verdict;
+    }
+    this.micHint.hidden = !(this.buttons.mute.hidden && this.buttons.unmute.hidden);
+    if (this.buttons.notReady.disabled) this.menu.close();
+  }
+
+  /**
+   * Fill the Not Ready menu.
+   * @param {{label: string, type: string}[]} states from GetStates
+   * @param {string|null} current the current state's name (shown as current, not selectable)
+   */
+  showReasons(states, current) {
+    const key = JSON.stringify([states, current]);
+    if (key === this._reasonsKey) return; // rebuilding would steal focus from an open menu
+    this._reasonsKey = key;
+    this.menu.setItems(states.filter((s) => s.type === "not_routable").map((s) => ({
+      value: s.label, label: s.label, current: s.label === current, disabled: s.label === current,
+    })));
+  }
+
+  /** Show an error's msg (the technical cause goes in the tooltip). */
+  showError(error) {
+    this.notices.show(error.msg || "The request failed.", {
+      kind: "error", errorType: error.errorType, detail: error.errorMessage,
+    });
+  }
+
+  showInfo(text) {
+    this.notices.show(text, { kind: "info" });
+  }
+
+  _tick() {
+    if (this._since === null || Number.isNaN(this._since)) return;
+    const ms = Date.now() - this._since;
+    this.duration.textContent = formatDuration(ms);
+    this.duration.setAttribute("datetime", `PT${Math.max(0, Math.floor(ms / 1000))}S`);
+  }
+}
