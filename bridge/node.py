@@ -107,6 +107,8 @@ class Node:
             "agents": len(self.rooms),
             "providers": providers,
             "pendingRequests": len(self.router.pending),
+            "validations": self.router.validations,
+            "validationSeconds": self.router.validation_seconds,
         }
 
     # --- connections -------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from time import perf_counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -142,6 +143,9 @@ class Router:
         self.pending = PendingRequests()
         #: Told the kind of every frame received (or why it was refused): metrics.
         self.on_frame = on_frame or _ignore
+        #: Time spent in schema validation, and how many frames it checked.
+        self.validation_seconds = 0.0
+        self.validations = 0
 
     # --- session -------------------------------------------------------------
 
@@ -203,7 +207,10 @@ class Router:
             return [self._error(ErrorType.INVALID_ENVELOPE, why, None, reply_to)]
         if kind == HELLO:
             return [self._error(ErrorType.FORBIDDEN, "Hello was already accepted", kind, reply_to)]
+        started = perf_counter()
         verdict = self.catalog.check(envelope, kind, peer.role)
+        self.validation_seconds += perf_counter() - started
+        self.validations += 1
         self.on_frame(verdict.spec.label if verdict.spec is not None else "refused")
         if verdict.problem is not None:
             error_type = {

@@ -191,4 +191,5 @@ async def test_flooding_is_rate_limited_then_closed(open_hub: HubServer) -> None
         pass
     assert "RATE_LIMITED" in errors
     assert await flooder.closed() == 1008
+    assert open_hub.metrics.disconnects.labels("flooding")._value.get() == 1
     await still_works(other)

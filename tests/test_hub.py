@@ -162,6 +162,7 @@ async def test_metrics_are_prometheus_text(open_hub: HubServer) -> None:
     text = body.decode()
     assert 'bridge_errors_total{type="INVALID_JSON"} 1.0' in text
     assert 'bridge_connections{role="app"} 1.0' in text
+    assert "bridge_validation_seconds_count" in text and "bridge_broker_healthy 1.0" in text
 
 
 async def test_browser_origins_are_checked_at_the_handshake() -> None:
