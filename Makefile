@@ -13,6 +13,7 @@ demo: install
 	$(BIN)/connect-bridge demo --port $(PORT)
 
 test: install browser
+	$(BIN)/mypy bridge
 	$(BIN)/pytest
 
 install: $(VENV)/.installed node_modules/.installed
@@ -32,8 +33,8 @@ browser:
 	scripts/ensure-chromium
 
 lint: install
-	$(BIN)/mypy bridge/client.py
-	$(BIN)/python -m ruff check bridge tests benchmarks || true
+	$(BIN)/mypy bridge
+	$(BIN)/python -m ruff check bridge tests benchmarks
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -68,6 +68,10 @@ def is_loopback(host: str) -> bool:
               help="Folder with connect-streams-min.js (default: ./node_modules/amazon-connect-streams/release).")
 @click.option("--redis", "redis_url", help="Scale out over Redis, e.g. redis://127.0.0.1:6379/0.")
 @click.option("--redis-prefix", default="connect-bridge", show_default=True, help="Prefix of every Redis key.")
+@click.option("--redis-heartbeat", type=float, help="Seconds between this node's Redis heartbeats (default 2).")
+@click.option("--redis-provider-ttl", type=float,
+              help="Seconds a dead node's provider entries survive it (default 6).")
+@click.option("--redis-retained-ttl", type=float, help="Seconds retained state is kept in Redis (default 86400).")
 @click.option("--rate-limit", default=50.0, show_default=True, type=float, help="Frames per second per connection.")
 @click.option("--rate-burst", default=100, show_default=True, type=int, help="Burst size of the rate limit.")
 @click.option("--max-send-buffer", default=1024 * 1024, show_default=True, type=int,
@@ -78,7 +82,8 @@ def serve(
     host: str, port: int, secret_file: Path | None, open_mode: bool, open_anywhere: bool,
     request_timeout: float, hello_timeout: float, token_leeway: float, max_frame_size: int,
     allow_origins: tuple[str, ...], schema_dirs: tuple[Path, ...], static_dir: Path | None,
-    streams_dir: Path | None, redis_url: str | None, redis_prefix: str, rate_limit: float,
+    streams_dir: Path | None, redis_url: str | None, redis_prefix: str, redis_heartbeat: float | None,
+    redis_provider_ttl: float | None, redis_retained_ttl: float | None, rate_limit: float,
     rate_burst: int, max_send_buffer: int, max_connections_per_agent: int, compression: bool,
 ) -> None:
     """Run a hub node."""
@@ -95,7 +100,9 @@ def serve(
         host=host, port=port, secret=secret, open_mode=open_mode, request_timeout=request_timeout,
         hello_timeout=hello_timeout, token_leeway=token_leeway, max_frame_size=max_frame_size,
         allow_origins=allow_origins, schema_dirs=schema_dirs, static_dir=static_dir,
-        streams_dir=streams_dir, redis_url=redis_url, redis_prefix=redis_prefix, rate_limit=rate_limit,
+        streams_dir=streams_dir, redis_url=redis_url, redis_prefix=redis_prefix,
+        redis_heartbeat=redis_heartbeat, redis_provider_ttl=redis_provider_ttl,
+        redis_retained_ttl=redis_retained_ttl, rate_limit=rate_limit,
         rate_burst=rate_burst, max_send_buffer=max_send_buffer,
         max_connections_per_agent=max_connections_per_agent, compression=compression,
     )

@@ -40,6 +40,12 @@ class HubConfig:
     redis_url: str | None = None
     #: Prefix for every Redis key and channel (several deployments, one Redis).
     redis_prefix: str = "connect-bridge"
+    #: Seconds between a node's heartbeats, the provider-entry TTL, and how long
+    #: retained state outlives its last update. ``None``: the broker's defaults
+    #: (2, 6 and 86400 s, or the BRIDGE_REDIS_* environment; see docs/scaling.md).
+    redis_heartbeat: float | None = None
+    redis_provider_ttl: float | None = None
+    redis_retained_ttl: float | None = None
     #: Outgoing bytes buffered for one client before it is dropped as too slow (4008).
     max_send_buffer: int = 1024 * 1024
     #: Token bucket per connection: sustained frames per second and burst size.

@@ -276,4 +276,10 @@ def _make_broker(config: HubConfig) -> Broker:
         return MemoryBroker()
     from .redis_broker import RedisBroker  # imported only when asked for
 
-    return RedisBroker(config.redis_url, prefix=config.redis_prefix)
+    return RedisBroker(
+        config.redis_url,
+        prefix=config.redis_prefix,
+        heartbeat=config.redis_heartbeat,
+        provider_ttl=config.redis_provider_ttl,
+        retained_ttl=config.redis_retained_ttl,
+    )

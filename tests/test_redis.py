@@ -1,0 +1,537 @@
+"""Scale-out over the real Redis server: several hub nodes, one bus (issue 5).
+
+Every test uses its own key prefix on the shared server and deletes only
+that prefix afterwards. In CI (CI=true) a missing Redis fails these tests;
+elsewhere they are skipped with the reason.
+
+Most tests run real ``connect-bridge serve --redis`` processes; a few check
+the broker in-process where no second process is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
+from websockets.exceptions import ConnectionClosed
+
+from bridge.broker import Publication, PublicationType
+from bridge.redis_broker import (
+    RedisBroker,
+    decode_publication,
+    decode_request,
+    encode_publication,
+    encode_request,
+)
+
+from .redis_helpers import (
+    Client,
+    HubProcess,
+    TcpProxy,
+    answer_for,
+    drop_prefix,
+    is_error,
+    is_kind,
+    require_redis,
+    sample,
+    serve_provider,
+    start_hubs,
+    unique_prefix,
+)
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    return require_redis()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    name = unique_prefix()
+    yield name
+    drop_prefix(name)
+
+
+@pytest.fixture(scope="module")
+def cluster(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess, HubProcess, str]]:
+    """Two nodes sharing one prefix, for the tests that need no failure."""
+    name = unique_prefix()
+    hubs = start_hubs(2, redis_url, name, tmp_path_factory.mktemp("cluster"), request_timeout=1.0)
+    yield hubs[0], hubs[1], name
+    for hub in hubs:
+        hub.stop()
+    drop_prefix(name)
+
+
+def agent_name(request: pytest.FixtureRequest) -> str:
+    """A fresh agent per test, so tests sharing the cluster never see each other."""
+    return f"agent-{request.node.name[5:40]}"
+
+
+def registry(redis_url: str, key: str) -> bytes | None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        value: bytes | None = client.get(key)  # type: ignore[assignment]
+        return value
+    finally:
+        client.close()
+
+
+def set_not_ready(request_id: str | None = None) -> dict[str, Any]:
+    envelope = sample("seed-SetNotReady.request.json")
+    if request_id is not None:
+        envelope["id"] = request_id
+    return envelope
+
+
+def answers(request_id: str) -> Any:
+    """Matches the frame (event or error) that answers ``request_id``."""
+    return lambda frame: frame.get("replyTo") == request_id
+
+
+async def eventually(check: Any, timeout: float = 10.0, every: float = 0.1) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(every)
+
+
+# --- the broker on its own -------------------------------------------------------------
+
+
+def test_publication_and_request_frames_pass_untouched() -> None:
+    frame = b'{"channel": "Amazon",\n "topic": "Agent", "subtopic": "SetAgentState", "message": {"a": "\xc3\xa9"}}'
+    for publication in (
+        Publication(PublicationType.EVENT, frame, "req-1"),
+        Publication(PublicationType.ERROR, frame, "req-2"),
+        Publication(PublicationType.PROVIDER_UP, connection_id="c-1"),
+        Publication(PublicationType.PROVIDER_DOWN, connection_id="c-1"),
+    ):
+        encoded = encode_publication(publication)
+        assert encoded.endswith(publication.data)
+        assert decode_publication(encoded) == publication
+    assert decode_request(encode_request("agent:ü 1", "id-1", frame)) == ("agent:ü 1", "id-1", frame)
+
+
+def test_urls_with_password_and_tls_are_honoured() -> None:
+    """Parsing only: the shared test server has no password and no TLS."""
+    broker = RedisBroker("rediss://bridge:s3cr%40t@redis.example.net:6380/3", prefix="deployment-b")
+    kwargs = broker.redis.connection_pool.connection_kwargs
+    assert kwargs["password"] == "s3cr@t"
+    assert kwargs["username"] == "bridge"
+    assert kwargs["host"] == "redis.example.net" and kwargs["port"] == 6380 and kwargs["db"] == 3
+    assert broker.redis.connection_pool.connection_class is SSLConnection
+    assert broker.provider_key("agent1") == "deployment-b:provider:agent1"
+    assert broker.agent_channel("agent1") == b"deployment-b:agent:agent1"
+
+
+class Recorder:
+    """A BrokerHandler that writes down what it is told."""
+
+    def __init__(self) -> None:
+        self.publications: list[tuple[str, Publication]] = []
+        self.requests: list[tuple[str, str, bytes]] = []
+        self.health: list[bool] = []
+        self.resyncs = 0
+
+    def on_publication(self, agent: str, publication: Publication) -> None:
+        self.publications.append((agent, publication))
+
+    def on_request(self, agent: str, request_id: str, data: bytes) -> None:
+        self.requests.append((agent, request_id, data))
+
+    def on_broker_health(self, healthy: bool) -> None:
+        self.health.append(healthy)
+
+    def on_resync(self) -> None:
+        self.resyncs += 1
+
+
+async def test_a_wrong_password_leaves_the_node_degraded_not_crashed(redis_url: str, prefix: str) -> None:
+    """Credentials from the URL are sent (the live server knows no such user), and a refusal
+    is survivable. (redis-py ignores a bare password on a server that has none, so a
+    user name is what makes this server say no.)"""
+    parts = urlsplit(redis_url)
+    broker = RedisBroker(f"redis://nosuchuser:wrong@{parts.netloc}{parts.path}", prefix=prefix, timeout=1)
+    recorder = Recorder()
+    await broker.start(recorder)
+    try:
+        assert not broker.healthy and recorder.health == [False]
+        # Degraded, it still serves this node alone.
+        await broker.follow("a1")
+        await broker.claim_provider("a1", "c-1")
+        assert await broker.send_request("a1", "r-1", b"{}") == "c-1"
+        assert recorder.requests == [("a1", "r-1", b"{}")]
+    finally:
+        await broker.close()
+
+
+async def test_registry_compare_and_delete_and_heartbeat(redis_url: str, prefix: str) -> None:
+    a = RedisBroker(redis_url, prefix=prefix, heartbeat=0.2, provider_ttl=0.6)
+    b = RedisBroker(redis_url, prefix=prefix, heartbeat=0.2, provider_ttl=0.6)
+    handlers = Recorder(), Recorder()
+    await a.start(handlers[0])
+    await b.start(handlers[1])
+    try:
+        assert a.healthy and b.healthy and a.node_id != b.node_id
+        await a.follow("a1")
+        await b.follow("a1")
+        await a.claim_provider("a1", "c-a")
+        # The heartbeat keeps the entry alive well past its TTL.
+        await asyncio.sleep(1.0)
+        location = await b.provider("a1")
+        assert location is not None and (location.node_id, location.connection_id) == (a.node_id, "c-a")
+        # A takeover on b; a's late release must not delete b's entry.
+        await b.claim_provider("a1", "c-b")
+        assert await a.release_provider("a1", "c-a") is False
+        assert registry(redis_url, b.provider_key("a1")) == f"{b.node_id} c-b".encode()
+        # Both nodes saw both arrivals, in order.
+        for handler in handlers:
+            await eventually(lambda h=handler: len(h.publications) >= 2)
+            ups = [p.connection_id for _, p in handler.publications if p.type is PublicationType.PROVIDER_UP]
+            assert ups[:2] == ["c-a", "c-b"]
+        assert await b.release_provider("a1", "c-b") is True
+        assert registry(redis_url, b.provider_key("a1")) is None
+        # Retained state carries a TTL (a day by default), refreshed on each write.
+        await a.set_retained("a1", b"{}")
+        client = aioredis.from_url(redis_url)
+        ttl = await client.ttl(a.retained_key("a1"))
+        await client.aclose()
+        assert 86000 < ttl <= 86400
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_entries_of_a_node_that_no_longer_listens_are_dropped(redis_url: str, prefix: str) -> None:
+    """What a SIGKILLed node leaves behind: an entry naming a node nobody hears."""
+    broker = RedisBroker(redis_url, prefix=prefix, heartbeat=0.2, provider_ttl=30)
+    recorder = Recorder()
+    await broker.start(recorder)
+    client = aioredis.from_url(redis_url)
+    try:
+        # A request finds the ghost: it fails at once, and the entry is dropped and announced.
+        await client.set(broker.provider_key("g1"), b"deadnode c-ghost1", px=30_000)
+        await broker.follow("g1")
+        assert await broker.send_request("g1", "r-1", b"{}") is None
+        assert await client.get(broker.provider_key("g1")) is None
+        down = Publication(PublicationType.PROVIDER_DOWN, connection_id="c-ghost1")
+        await eventually(lambda: ("g1", down) in recorder.publications)
+        # Nobody asks: the heartbeat's sweep finds it for the agents this node follows.
+        await client.set(broker.provider_key("g2"), b"deadnode c-ghost2", px=30_000)
+        await client.set(broker.provider_key("g3"), b"deadnode c-ghost3", px=30_000)
+        await broker.follow("g2")
+        await eventually(lambda: ("g2", Publication(PublicationType.PROVIDER_DOWN, connection_id="c-ghost2"))
+                         in recorder.publications)
+        assert await client.get(broker.provider_key("g2")) is None
+        # An agent it does not follow is left to its TTL.
+        assert await client.get(broker.provider_key("g3")) == b"deadnode c-ghost3"
+    finally:
+        await client.aclose()
+        await broker.close()
+
+
+# --- two nodes, one bus ----------------------------------------------------------------
+
+
+async def test_seed_round_trip_across_nodes(cluster: tuple[HubProcess, HubProcess, str],
+                                            request: pytest.FixtureRequest) -> None:
+    hub_a, hub_b, _ = cluster
+    agent = agent_name(request)
+    provider = await Client.join(hub_b.ws_url, "provider", agent)
+    app = await Client.join(hub_a.ws_url, "app", agent)
+    assert app.welcome["message"]["providerConnected"] is True
+    await app.send(set_not_ready())  # no id: the hub adds one
+    forwarded = await provider.recv()
+    assert forwarded["subtopic"] == "SetNotReady" and forwarded["data"] == {"ReasonCodeId": "Not Ready"}
+    await provider.send(answer_for(forwarded))
+    answer, _ = await app.recv_until(is_kind("SetAgentState", replyTo=forwarded["id"]))
+    assert answer["message"] == sample("seed-SetAgentState.event.json")["message"]
+    for client in (app, provider):
+        await client.close()
+
+
+async def test_fan_out_across_nodes(cluster: tuple[HubProcess, HubProcess, str],
+                                    request: pytest.FixtureRequest) -> None:
+    hub_a, hub_b, _ = cluster
+    agent = agent_name(request)
+    provider = await Client.join(hub_a.ws_url, "provider", agent)
+    apps = [await Client.join(hub.ws_url, "app", agent) for hub in (hub_a, hub_b, hub_b)]
+    other = await Client.join(hub_b.ws_url, "app", agent + "-other")
+    event = sample("seed-SetAgentState.event.json")
+    await provider.send(event)
+    for app in apps:
+        got, _ = await app.recv_until(is_kind("SetAgentState"))
+        assert got == event
+    # Nothing of it reached another agent's app on node B: B reads one connection
+    # in order, so the first SetAgentState that app gets is its own agent's.
+    other_provider = await Client.join(hub_a.ws_url, "provider", agent + "-other")
+    own = sample("seed-SetAgentState.event.json")
+    own["message"]["event"] = "Training"
+    await other_provider.send(own)
+    got, skipped = await other.recv_until(is_kind("SetAgentState"))
+    assert got == own and all(f["subtopic"] == "ProviderStatus" for f in skipped)
+    for client in (*apps, other, provider, other_provider):
+        await client.close()
+
+
+async def test_retained_replay_on_a_node_that_joined_late(
+    cluster: tuple[HubProcess, HubProcess, str], request: pytest.FixtureRequest, redis_url: str,
+    tmp_path: Path,
+) -> None:
+    hub_a, _, name = cluster
+    agent = agent_name(request)
+    provider = await Client.join(hub_a.ws_url, "provider", agent)
+    watcher = await Client.join(hub_a.ws_url, "app", agent)
+    event = sample("seed-SetAgentState.event.json")
+    await provider.send(event)
+    await watcher.recv_until(is_kind("SetAgentState"))  # it has gone through
+    [late] = start_hubs(1, redis_url, name, tmp_path)
+    try:
+        app = await Client.join(late.ws_url, "app", agent)
+        assert app.welcome["message"]["providerConnected"] is True
+        status = await app.recv()
+        assert status["subtopic"] == "ProviderStatus" and status["retained"] is True
+        assert status["message"] == {"connected": True}
+        replay = await app.recv()
+        assert replay == {**event, "retained": True}
+        await app.close()
+    finally:
+        late.stop()
+    for client in (provider, watcher):
+        await client.close()
+
+
+async def test_provider_takeover_across_nodes(
+    cluster: tuple[HubProcess, HubProcess, str], request: pytest.FixtureRequest, redis_url: str
+) -> None:
+    hub_a, hub_b, name = cluster
+    agent = agent_name(request)
+    old = await Client.join(hub_a.ws_url, "provider", agent)
+    app = await Client.join(hub_a.ws_url, "app", agent)
+    new = await Client.join(hub_b.ws_url, "provider", agent)
+    replaced, _ = await old.recv_until(is_kind("Replaced"))
+    assert replaced["message"] == {"connectionId": new.connection_id}
+    with pytest.raises(ConnectionClosed):
+        await old.recv(5)
+    assert old.ws.close_code == 4001
+    # Exactly one provider remains: the registry names the new one, and requests go there.
+    node_b = hub_b.healthz()["node"]
+    assert registry(redis_url, f"{name}:provider:{agent}") == f"{node_b} {new.connection_id}".encode()
+    await app.send(set_not_ready("take-1"))
+    forwarded = await new.recv()
+    assert forwarded["id"] == "take-1"
+    await new.send(answer_for(forwarded))
+    await app.recv_until(is_kind("SetAgentState", replyTo="take-1"))
+    for client in (app, new):
+        await client.close()
+
+
+async def test_request_timeout_across_nodes(cluster: tuple[HubProcess, HubProcess, str],
+                                            request: pytest.FixtureRequest) -> None:
+    hub_a, hub_b, _ = cluster
+    agent = agent_name(request)
+    provider = await Client.join(hub_b.ws_url, "provider", agent)
+    app = await Client.join(hub_a.ws_url, "app", agent)
+    await app.send(set_not_ready("slow-1"))
+    assert (await provider.recv())["id"] == "slow-1"  # delivered, and never answered
+    error, _ = await app.recv_until(is_error(reply_to="slow-1"))
+    assert error["data"]["errorType"] == "REQUEST_TIMEOUT"
+    # A late answer after the timeout goes nowhere and breaks nothing.
+    await provider.send(answer_for({"id": "slow-1"}))
+    for client in (app, provider):
+        await client.close()
+
+
+async def test_provider_unavailable_across_nodes(cluster: tuple[HubProcess, HubProcess, str],
+                                                 request: pytest.FixtureRequest) -> None:
+    hub_a, _, _ = cluster
+    app = await Client.join(hub_a.ws_url, "app", agent_name(request))
+    await app.send(set_not_ready("none-1"))
+    error, _ = await app.recv_until(is_error(reply_to="none-1"))
+    assert error["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+    await app.close()
+
+
+async def test_errors_reach_only_the_requester_across_nodes(
+    cluster: tuple[HubProcess, HubProcess, str], request: pytest.FixtureRequest
+) -> None:
+    hub_a, hub_b, _ = cluster
+    agent = agent_name(request)
+    provider = await Client.join(hub_b.ws_url, "provider", agent)
+    requester = await Client.join(hub_a.ws_url, "app", agent)
+    bystanders = [await Client.join(hub.ws_url, "app", agent) for hub in (hub_a, hub_b)]
+    await requester.send(set_not_ready("err-1"))
+    forwarded = await provider.recv()
+    error = sample("ApiError.error.json")
+    error["replyTo"] = forwarded["id"]
+    await provider.send(error)
+    got, _ = await requester.recv_until(is_error(reply_to="err-1"))
+    assert got == error
+    # Then an event to everyone: the agent's channel keeps order, so a bystander
+    # that reaches the event without an error before it never got the error.
+    await provider.send(sample("seed-SetAgentState.event.json"))
+    for bystander in bystanders:
+        _, skipped = await bystander.recv_until(is_kind("SetAgentState"))
+        assert not [f for f in skipped if f["subtopic"] == "ApiError"]
+    for client in (requester, provider, *bystanders):
+        await client.close()
+
+
+# --- failures ------------------------------------------------------------------------------
+
+
+async def test_a_node_killed_mid_traffic(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    """SIGKILL: the dead node's provider entries go, apps are told, no request hangs, and
+    a provider reconnecting to another node restores routing."""
+    doomed, survivor = start_hubs(2, redis_url, prefix, tmp_path, request_timeout=3.0)
+    try:
+        providers = {a: await Client.join(doomed.ws_url, "provider", a) for a in ("k1", "k2", "k3")}
+        # k3 has no app anywhere: no live node follows it, so only its TTL can end its entry.
+        apps = {a: await Client.join(survivor.ws_url, "app", a) for a in ("k1", "k2")}
+        serving = [asyncio.create_task(serve_provider(p)) for p in providers.values()]
+        sent = 0
+
+        async def traffic(agent: str, count: int) -> list[dict[str, Any]]:
+            """Requests one after another, each waiting for its outcome; stops at the first failure."""
+            nonlocal sent
+            outcomes: list[dict[str, Any]] = []
+            for _ in range(count):
+                sent += 1
+                request_id = f"{agent}-{sent}"
+                await apps[agent].send(set_not_ready(request_id))
+                frame, _ = await apps[agent].recv_until(answers(request_id), timeout=10)
+                outcomes.append(frame)
+                if frame["subtopic"] != "SetAgentState":
+                    break
+                await asyncio.sleep(0.03)  # stay under the hub's rate limit (50 frames/s)
+            return outcomes
+
+        assert all(f["subtopic"] == "SetAgentState" for f in await traffic("k1", 5))
+        running = asyncio.create_task(traffic("k1", 10_000))
+        await asyncio.sleep(0.3)
+        doomed.kill()
+
+        # k1's traffic ends with an error, not a hang: the request in flight at the kill,
+        # or the next one, fails.
+        outcomes = await asyncio.wait_for(running, 15)
+        assert len(outcomes) > 1  # traffic was flowing when the node died
+        assert outcomes[-1]["data"]["errorType"] in {"PROVIDER_UNAVAILABLE", "REQUEST_TIMEOUT"}
+        # k2's apps are told their provider is gone (no ghost "connected"), unasked...
+        await apps["k2"].recv_until(is_kind("ProviderStatus", message={"connected": False}))
+        assert registry(redis_url, f"{prefix}:provider:k2") is None
+        # ...and a request fails at once, not after the request timeout.
+        await apps["k2"].send(set_not_ready("k2-after"))
+        error, _ = await apps["k2"].recv_until(answers("k2-after"))
+        assert error["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+        # k3: the entry expires by itself (TTL 2.5 s in these tests) with no heartbeat.
+        assert registry(redis_url, f"{prefix}:provider:k3") is not None
+        await eventually(lambda: registry(redis_url, f"{prefix}:provider:k3") is None)
+
+        # The provider reconnects to the surviving node: routing resumes.
+        provider = await Client.join(survivor.ws_url, "provider", "k1")
+        await apps["k1"].recv_until(is_kind("ProviderStatus", message={"connected": True}))
+        serving.append(asyncio.create_task(serve_provider(provider)))
+        assert all(f["subtopic"] == "SetAgentState" for f in await traffic("k1", 3))
+        assert (await survivor.ahealthz())["status"] == "ok"
+        assert all(app.open for app in apps.values())
+        for client in (*apps.values(), provider):
+            await client.close()
+        await asyncio.gather(*serving)
+    finally:
+        doomed.stop()
+        survivor.stop()
+
+
+async def test_redis_cut_and_restored_mid_traffic(redis_url: str, prefix: str, tmp_path: Path) -> None:
+    """Node E reaches Redis through a proxy the test cuts; node F stays connected."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    proxied = f"redis://127.0.0.1:{proxy.port}{target.path}"
+    hub_e = HubProcess(proxied, prefix, tmp_path / "e.log", request_timeout=2.0).wait_ready()
+    hub_f = HubProcess(redis_url, prefix, tmp_path / "f.log", request_timeout=2.0).wait_ready()
+    clients: list[Client] = []
+    try:
+        assert (await hub_e.ahealthz())["status"] == "ok"
+        provider = await Client.join(hub_e.ws_url, "provider", "x1")
+        near = await Client.join(hub_e.ws_url, "app", "x1")  # same node as the provider
+        far = await Client.join(hub_f.ws_url, "app", "x1")
+        clients += [provider, near, far]
+        answered: list[str] = []
+        serving = asyncio.create_task(serve_provider(provider, answered))
+
+        async def ask(app: Client, request_id: str) -> dict[str, Any]:
+            await app.send(set_not_ready(request_id))
+            frame, _ = await app.recv_until(answers(request_id), timeout=10)
+            return frame
+
+        assert (await ask(near, "before-near"))["subtopic"] == "SetAgentState"
+        assert (await ask(far, "before-far"))["subtopic"] == "SetAgentState"
+
+        proxy.cut()
+        health = await eventually(lambda: _degraded(hub_e))
+        assert health["status"] == "degraded"
+        assert "bridge_broker_healthy 0.0" in await hub_e.ametrics()
+        assert (await hub_f.ahealthz())["status"] == "ok"
+
+        # E alone: its app still reaches its provider, and its events still fan out locally.
+        for i in range(3):
+            assert (await ask(near, f"during-near-{i}"))["subtopic"] == "SetAgentState"
+        state = sample("seed-SetAgentState.event.json")
+        state["message"]["event"] = "Lunch"
+        state["message"]["data"]["reasonCode"]["id"] = "Lunch"
+        state["message"]["rules"]["ResponseActual"]["name"] = "Lunch"
+        await provider.send(state)
+        await near.recv_until(is_kind("SetAgentState", message=state["message"]))
+        # F cannot reach E's provider: it fails fast instead of timing out.
+        error = await ask(far, "during-far")
+        assert error["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+
+        proxy.restore()
+        await eventually(lambda: _healthy(hub_e))
+        assert "bridge_broker_healthy 1.0" in await hub_e.ametrics()
+        # E re-claimed its provider: F's app hears so, and its requests are routed again.
+        await far.recv_until(is_kind("ProviderStatus", message={"connected": True}), timeout=10)
+        # The state set during the outage was written back with the re-claim: a newcomer
+        # on F gets it (before any answer below replaces it).
+        newcomer = await Client.join(hub_f.ws_url, "app", "x1")
+        clients.append(newcomer)
+        assert (await newcomer.recv())["message"] == {"connected": True}
+        assert (await newcomer.recv())["message"] == state["message"]
+        assert (await ask(far, "after-far"))["subtopic"] == "SetAgentState"
+        assert (await ask(near, "after-near"))["subtopic"] == "SetAgentState"
+        # No client was dropped along the way.
+        assert all(client.open for client in clients)
+        assert {"before-near", "during-near-0", "after-far", "after-near"} <= set(answered)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+    finally:
+        for client in clients:
+            await client.close()
+        hub_e.stop()
+        hub_f.stop()
+        proxy.close()
+
+
+async def _degraded(hub: HubProcess) -> dict[str, Any] | None:
+    stats = await hub.ahealthz()
+    return stats if stats["status"] == "degraded" else None
+
+
+async def _healthy(hub: HubProcess) -> dict[str, Any] | None:
+    stats = await hub.ahealthz()
+    return stats if stats["status"] == "ok" else None
