@@ -112,7 +112,7 @@ def states_from_config(value: Any, where: str = "states") -> tuple[AgentState, .
         value = value["states"]
     if not isinstance(value, list):
         # ValueError, not TypeError: this is a fault in the user's file, reported as such.
-        raise ValueError(f"{where}: expected a list of states")  # noqa: TRY004
+        raise ValueError(f"{where}: expected a list of states")
     states: list[AgentState] = []
     for index, item in enumerate(value):
         at = f"{where}[{index}]"
@@ -126,7 +126,7 @@ def states_from_config(value: Any, where: str = "states") -> tuple[AgentState, .
                 raise ValueError(f"{at}: name and type must be non-empty strings")
             states.append(AgentState(name.strip(), _selectable_type(type_, at)))
         else:
-            raise ValueError(f"{at}: expected an object or 'NAME=TYPE'")  # noqa: TRY004
+            raise ValueError(f"{at}: expected an object or 'NAME=TYPE'")
     return tuple(states)
 
 

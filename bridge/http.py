@@ -81,7 +81,7 @@ def serve_file(root: Path | None, relative: str) -> Response:
     target = (base / relative.lstrip("/")).resolve()
     if target.is_dir():
         target = target / "index.html"
-    if base != target and base not in target.parents or not target.is_file():
+    if (base != target and base not in target.parents) or not target.is_file():
         return text(HTTPStatus.NOT_FOUND, "not found\n")
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if content_type.startswith("text/") or content_type == "application/javascript":

@@ -775,7 +775,7 @@ class RedisBroker(Broker):
                     client=pipe,
                 )
             results = await pipe.execute()
-        for (agent, connection_id), result in zip(held, results):
+        for (agent, connection_id), result in zip(held, results, strict=True):
             if isinstance(result, bytes) and self._held.get(agent) == connection_id:
                 self._replaced_elsewhere(agent, connection_id, result)
 
@@ -791,14 +791,14 @@ class RedisBroker(Broker):
             return
         holders = await self.redis.mget([self.provider_key(agent) for agent in remote])
         by_node: dict[str, list[tuple[str, ProviderLocation]]] = {}
-        for agent, holder in zip(remote, holders):
+        for agent, holder in zip(remote, holders, strict=True):
             location = _location(_as_bytes(holder))
             if location is not None and location.node_id != self.node_id:
                 by_node.setdefault(location.node_id, []).append((agent, location))
         if not by_node:
             return
         listeners = await self.redis.pubsub_numsub(*(self.node_channel(n) for n in by_node))
-        for node_id, (_, count) in zip(by_node, listeners):
+        for node_id, (_, count) in zip(by_node, listeners, strict=True):
             if count == 0:
                 for agent, location in by_node[node_id]:
                     await self._drop_ghost(agent, location)

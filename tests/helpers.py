@@ -95,7 +95,7 @@ async def join(url: str, role: str, agent: str = "agent1", *, token: str | None 
 
 async def join_app(url: str, agent: str = "agent1", **kwargs: Any) -> Client:
     """An app, past Welcome and its retained replay (ProviderStatus, maybe SetAgentState)."""
-    client, welcome = await join(url, "app", agent, **kwargs)
+    client, _ = await join(url, "app", agent, **kwargs)
     status = await client.recv()
     assert status["subtopic"] == "ProviderStatus" and status["retained"] is True
     return client

@@ -132,7 +132,7 @@ async def test_a_bad_token_is_refused_and_closed(secure_hub: HubServer, token: s
 
 
 async def test_a_valid_token_joins_its_agent(secure_hub: HubServer) -> None:
-    client, welcome = await join(secure_hub.url, "app", token=issue_token(SECRET, agent="agent9", role="app"))
+    _, welcome = await join(secure_hub.url, "app", token=issue_token(SECRET, agent="agent9", role="app"))
     assert welcome["message"]["agent"] == "agent9"
 
 

@@ -14,7 +14,7 @@ import pytest
 from bridge.catalog import Catalog, CatalogError, envelope_shape
 from bridge.protocol import Kind
 
-from .helpers import SAMPLES, sample
+from .helpers import SAMPLES
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -79,7 +78,7 @@ async def test_connections_per_agent_are_capped() -> None:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await extra.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
-        other, _ = await join(hub.url, "app", "agent2")  # other agents are unaffected
+        await join(hub.url, "app", "agent2")  # other agents are unaffected
 
 
 async def test_compression_is_off_by_default(open_hub: HubServer) -> None:
@@ -144,8 +143,12 @@ def free_port() -> int:
 
 
 async def start_hub_process(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--open", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Starting a process does not block the loop for long; waiting for it would.
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "bridge", "serve", "--open", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     for _ in range(100):
         try:
             await asyncio.to_thread(urllib.request.urlopen, f"http://127.0.0.1:{port}/healthz", None, 1)

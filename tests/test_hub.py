@@ -127,10 +127,10 @@ async def test_agents_are_isolated(open_hub: HubServer) -> None:
         apps = [await join_app(open_hub.url, agent) for _ in range(3)]
         clients[agent] = (provider, apps)
     # Each agent's traffic, with the same request id on both sides.
-    for agent, (provider, apps) in clients.items():
+    for agent, (_, apps) in clients.items():
         await apps[0].send({**sample("seed-SetNotReady.request.json"), "id": "same-id",
                             "data": {"ReasonCodeId": f"Break-{agent}"}})
-    for agent, (provider, apps) in clients.items():
+    for agent, (provider, _) in clients.items():
         request = await provider.recv()
         assert request["data"]["ReasonCodeId"] == f"Break-{agent}"
         event = seed_event(reply_to="same-id")

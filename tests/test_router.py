@@ -174,7 +174,7 @@ def test_a_vanished_provider_fails_what_was_handed_to_it(router: Router) -> None
     router.receive(APP, sample_text("Mute.request.json"))
     router.pending.get("agent1", "req-17").provider = "c-prov"  # type: ignore[union-attr]
     assert router.provider_changed("agent1", "c-prov") == []  # the same provider: nothing lost
-    [(connection_id, data)] = router.provider_changed("agent1", None)
+    [(_, data)] = router.provider_changed("agent1", None)
     assert orjson.loads(data)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
 
 
