@@ -60,7 +60,7 @@ def test_hello_with_a_valid_token_joins_the_tokens_agent(router: Router) -> None
         (hello("app"), "bad Hello"),
         (hello("app", agent="agent1"), "token is required"),
         (hello("app", token="abc"), "not valid"),
-        (hello("app", token=issue_token("other", agent="a", role="app")), "signature"),
+        (hello("app", token=issue_token("another-secret-entirely-32-bytes-long", agent="a", role="app")), "signature"),
         (hello("app", token=issue_token(SECRET, agent="a", role="provider")), "role provider, not app"),
         (hello("app", token=issue_token(SECRET, agent="a", role="app", ttl=-1)), "expired"),
     ],
