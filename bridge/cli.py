@@ -96,6 +96,9 @@ def serve(
                     fg="red", bold=True, err=True)
     elif not secret:
         raise click.UsageError("no secret: set BRIDGE_SECRET or pass --secret-file (or --open for a local demo)")
+    elif len(secret.encode()) < 32:
+        click.secho("WARNING: the token secret is shorter than 32 bytes; tokens signed with it are easier to forge.",
+                    fg="yellow", err=True)
     config = HubConfig(
         host=host, port=port, secret=secret, open_mode=open_mode, request_timeout=request_timeout,
         hello_timeout=hello_timeout, token_leeway=token_leeway, max_frame_size=max_frame_size,
