@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, SummaryMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -19,11 +19,23 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _Live(Collector):
     """Gauges read from the node when scraped, so they are never stale."""
 
-    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self, stats: Callable[[], dict[str, Any]], frames_in: dict[str, int], frames_out: dict[str, int]
+    ) -> None:
         self.stats = stats
+        self.frames_in = frames_in
+        self.frames_out = frames_out
 
     def collect(self) -> Any:
         stats = self.stats()
+        for name, help_text, counts in (
+            ("bridge_frames_in", "Frames received, by message kind", self.frames_in),
+            ("bridge_frames_out", "Frames sent to clients, by what they carried", self.frames_out),
+        ):
+            family = CounterMetricFamily(name, help_text, labels=["kind"])
+            for kind, count in list(counts.items()):
+                family.add_metric([kind], count)
+            yield family
         connections = GaugeMetricFamily(
             "bridge_connections", "Joined connections on this node, by role", labels=["role"]
         )
@@ -54,12 +66,6 @@ class Metrics:
 
     def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry()
-        self.frames_in = Counter(
-            "bridge_frames_in", "Frames received, by message kind", ["kind"], registry=self.registry
-        )
-        self.frames_out = Counter(
-            "bridge_frames_out", "Frames sent, by what they were", ["kind"], registry=self.registry
-        )
         self.errors = Counter(
             "bridge_errors", "Error envelopes sent, by errorType", ["type"], registry=self.registry
         )
@@ -75,22 +81,19 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
-        self.registry.register(_Live(stats))
-        # Labelled children are cached: looking one up is the slow part of a counter.
-        self._in: dict[str, Any] = {}
-        self._out: dict[str, Any] = {}
+        # Per-frame counts are plain dicts, exported when scraped: a Prometheus
+        # counter increment costs more than validating the frame.
+        self.frames_in: dict[str, int] = {}
+        self.frames_out: dict[str, int] = {}
+        self.registry.register(_Live(stats, self.frames_in, self.frames_out))
 
     def frame_in(self, kind: str) -> None:
-        child = self._in.get(kind)
-        if child is None:
-            child = self._in[kind] = self.frames_in.labels(kind)
-        child.inc()
+        counts = self.frames_in
+        counts[kind] = counts.get(kind, 0) + 1
 
     def frame_out(self, kind: str, count: int) -> None:
-        child = self._out.get(kind)
-        if child is None:
-            child = self._out[kind] = self.frames_out.labels(kind)
-        child.inc(count)
+        counts = self.frames_out
+        counts[kind] = counts.get(kind, 0) + count
 
     def error_sent(self, error_type: str) -> None:
         self.errors.labels(error_type).inc()

@@ -183,7 +183,8 @@ def kind_of(envelope: Any) -> Kind | None:
         envelope.get("subtopic"),
     )
     if isinstance(channel, str) and isinstance(topic, str) and isinstance(subtopic, str):
-        return Kind(channel, topic, subtopic)
+        # tuple.__new__ skips the NamedTuple's Python-level __new__: this runs per frame.
+        return tuple.__new__(Kind, (channel, topic, subtopic))
     return None
 
 

@@ -8,6 +8,7 @@ with plain strings and a fake clock.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import time
 from time import perf_counter
@@ -37,9 +38,11 @@ class Peer:
 
 
 # --- outputs -----------------------------------------------------------------
+# Plain slotted classes, not frozen ones: one is made per frame, and a frozen
+# dataclass's __init__ costs several times more.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """Send ``data`` to the connection that sent the frame."""
 
@@ -56,7 +59,7 @@ class Close:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Forward:
     """Hand a request to the agent's provider, wherever it is connected."""
 
@@ -66,7 +69,7 @@ class Forward:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Publish:
     """Send an event to every app of the agent; keep it as retained state if ``retain``."""
 
@@ -76,7 +79,7 @@ class Publish:
     retain: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
     """Send a provider's error to the requester of ``reply_to`` only."""
 
@@ -106,8 +109,13 @@ def new_connection_id() -> str:
     return "c-" + secrets.token_hex(6)
 
 
+_request_prefix = "h-" + secrets.token_hex(4) + "-"
+_request_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "h-" + secrets.token_hex(8)
+    """Unique across nodes (a random prefix per process) and cheap (a counter)."""
+    return f"{_request_prefix}{next(_request_counter)}"
 
 
 class Router:

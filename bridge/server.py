@@ -19,6 +19,7 @@ from typing import Any, Self
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -38,12 +39,37 @@ log = logging.getLogger("bridge.server")
 SLOW_CLIENT_GRACE = 2.0
 
 
+class _WireFrames:
+    """The wire form of the payload being fanned out, built once for all its recipients.
+
+    Without an extension (compression is off by default) a server's text frame
+    is the same bytes for every connection, so a fan-out to N apps serializes
+    once and writes N times. The payload is held, so its identity is not reused.
+    """
+
+    __slots__ = ("frame", "payload")
+
+    def __init__(self) -> None:
+        self.payload = b""
+        self.frame = Frame(Opcode.TEXT, b"").serialize(mask=False, extensions=[])
+
+    def text(self, payload: bytes) -> bytes:
+        if payload is not self.payload:
+            self.frame = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+            self.payload = payload
+        return self.frame
+
+
+_wire_frames = _WireFrames()
+
+
 class SocketTransport:
     """A :class:`bridge.node.Transport` over one ``websockets`` connection.
 
     ``send`` writes straight into the connection's buffer without awaiting,
     the way ``websockets.broadcast`` does, so one slow client never holds up a
-    fan-out. A client whose unsent bytes pass ``max_buffer`` is too slow to
+    fan-out. (Text frames carry no per-connection state on the server side,
+    which is what lets it write pre-serialized frames to the transport.) A client whose unsent bytes pass ``max_buffer`` is too slow to
     keep: it is closed with 4008 and told to reconnect.
     """
 
@@ -65,8 +91,11 @@ class SocketTransport:
             log.warning("closing %s: too slow to read", connection.id)
             self._drop_slow()
             return
-        connection.protocol.send_text(data)
-        connection.send_data()
+        if connection.protocol.extensions:  # each connection compresses its own frames
+            connection.protocol.send_text(data)
+            connection.send_data()
+        else:
+            connection.transport.write(_wire_frames.text(data))
 
     def _drop_slow(self) -> None:
         """Queue a 4008 close behind what is buffered, and cut the socket if it stays stuck.
