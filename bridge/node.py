@@ -18,7 +18,7 @@ import orjson
 
 from . import protocol
 from .broker import Broker, Publication, PublicationType
-from .protocol import PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Role
+from .protocol import PROTOCOL_VERSION, PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Role
 from .router import Answer, Close, Forward, Output, Peer, Publish, Reply, Router, hub_error
 
 log = logging.getLogger("bridge.node")
@@ -102,6 +102,7 @@ class Node:
         providers = sum(room.provider is not None for room in self.rooms.values())
         return {
             "status": "ok" if self.broker_healthy else "degraded",
+            "protocol": PROTOCOL_VERSION,
             "node": self.broker.node_id,
             "connections": {"app": apps, "provider": providers},
             "agents": len(self.rooms),

@@ -109,11 +109,6 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def loads(data: str | bytes) -> Any:
-    """Parse one frame; raises :class:`orjson.JSONDecodeError` on bad JSON."""
-    return orjson.loads(data)
-
-
 def error(
     error_type: ErrorType | str,
     error_message: str,
