@@ -23,11 +23,21 @@ newlines; the header never does, so the first one splits them):
 * publication: ``[type, reply_to, connection_id]`` + ``\\n`` + frame;
 * request: ``[agent, request_id]`` + ``\\n`` + frame.
 
+Writes: a publication or retained-state write from the node is queued and
+the call returns at once; one writer task sends everything queued in one
+non-transactional pipeline per round trip, in the order it was queued. Every
+other command that publishes on an agent's channel (provider claims and
+releases, dead-node cleanup) or carries a request first waits until the
+queue has been sent, so what a node puts on the bus keeps the order in which
+the node asked for it. A node that outruns Redis waits once the queue holds
+``max_queued_writes`` writes or ``max_queued_bytes`` bytes (backpressure).
+
 Failures:
 
 * **Redis outage.** The node keeps serving what it can alone: publications
   are delivered to its own clients, requests reach a provider it holds, and
-  retained state it wrote is replayed from memory. ``healthy`` turns false
+  retained state it wrote is replayed from memory; a queued batch whose
+  pipeline fails is delivered the same way. ``healthy`` turns false
   (``/healthz`` says ``degraded``), a supervisor reconnects with capped
   exponential backoff, then resubscribes every followed agent, drops provider
   entries released meanwhile, and asks the node to re-claim its providers
@@ -52,7 +62,7 @@ import os
 import random
 import uuid
 from collections import deque
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import orjson
 import redis.asyncio as aioredis
@@ -76,6 +86,14 @@ DEFAULT_RECONNECT_MAX: Final = 5.0
 DEFAULT_TIMEOUT: Final = 2.0
 #: First reconnect delay; it doubles per failed attempt up to ``reconnect_max``.
 RECONNECT_MIN: Final = 0.1
+#: Backpressure: past this many queued writes, or bytes, a publishing call
+#: waits until the queue has been sent (see :meth:`RedisBroker.publish`).
+MAX_QUEUED_WRITES: Final = 4096
+MAX_QUEUED_BYTES: Final = 8 * 1024 * 1024
+
+#: One queued write: (is retained state, agent, payload). The payload is the
+#: encoded publication, or the retained frame itself.
+_Write: TypeAlias = tuple[bool, str, bytes]
 
 # Make ARGV[1] ("{node_id} {connection_id}") the agent's provider and announce
 # it on the agent's channel, in one step so no request can slip between the two.
@@ -252,6 +270,24 @@ class RedisBroker(Broker):
         self._reader: asyncio.Task[None] | None = None
         self._beater: asyncio.Task[None] | None = None
 
+        #: Writes not yet taken by the writer, in call order.
+        self._outbox: list[_Write] = []
+        #: Payload bytes in ``_outbox`` (for the backpressure bound).
+        self._outbox_bytes = 0
+        #: Writes ever queued, and of those the ones the writer is done with
+        #: (sent, or delivered locally after a failure): a drain waits for the
+        #: second to reach the first as it was when the drain began.
+        self._queued = 0
+        self._written = 0
+        #: Drains waiting, as (``_queued`` to reach, waiter), in call order.
+        self._drains: deque[tuple[int, asyncio.Future[None]]] = deque()
+        #: Set when something is queued (or at close) to wake the writer.
+        self._wake = asyncio.Event()
+        #: Sends the queued writes; runs from start() until close().
+        self._writer: asyncio.Task[None] | None = None
+        self.max_queued_writes: int = MAX_QUEUED_WRITES
+        self.max_queued_bytes: int = MAX_QUEUED_BYTES
+
         #: Agents this node has clients of.
         self._followed: set[str] = set()
         #: Providers on this node, by agent: what the heartbeat keeps alive.
@@ -282,6 +318,11 @@ class RedisBroker(Broker):
         """Whether Redis is reachable and this node is subscribed to everything it follows."""
         return self._healthy
 
+    @property
+    def pending_writes(self) -> int:
+        """Publications and retained writes queued or in flight to Redis."""
+        return self._queued - self._written
+
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -292,18 +333,25 @@ class RedisBroker(Broker):
         """
         self._handler = handler
         first_attempt = asyncio.Event()
+        self._writer = asyncio.create_task(self._write(), name="bridge-redis-writer")
         self._supervisor = asyncio.create_task(self._supervise(first_attempt), name="bridge-redis")
         self._beater = asyncio.create_task(self._beat(), name="bridge-redis-heartbeat")
         await first_attempt.wait()
 
     async def close(self) -> None:
-        """Forget this node's providers in Redis (best effort), then disconnect."""
+        """Send what is queued and forget this node's providers in Redis (best effort), then disconnect."""
+        # Queued writes first, with their own bound (the releases below must
+        # follow them, and should not spend their time waiting for them).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._flush_bound()):
+                await self.flush()
         if self._healthy and self._held:
             with contextlib.suppress(*_BACKEND_ERRORS):
                 async with asyncio.timeout(self.timeout):
                     for agent, connection_id in list(self._held.items()):
                         await self._release_in_redis(agent, connection_id)
         self._closing = True
+        await self._stop_writer()
         tasks = [t for t in (self._beater, self._supervisor) if t is not None]
         for task in tasks:
             task.cancel()
@@ -350,24 +398,46 @@ class RedisBroker(Broker):
     # --- publications and retained state ---------------------------------------------------
 
     async def publish(self, agent: str, publication: Publication) -> None:
-        if self._healthy:
-            try:
-                await self.redis.publish(self.agent_channel(agent), encode_publication(publication))
-                return  # it comes back to this node through its own subscription
-            except _BACKEND_ERRORS as exc:
-                self._mark_broken(f"publishing: {exc!r}")
+        """Queue the publication for the writer; return without waiting for Redis.
+
+        It comes back to this node through its own subscription. While Redis is
+        away it goes to this node's clients directly, behind anything still
+        queued (the writer hands that over locally too), so order holds.
+        Waits only when the queue is full (backpressure).
+        """
+        if self._writer is not None and (self._healthy or self._queued != self._written):
+            # Encoded now: the frame is copied into the payload, so the caller may reuse the object.
+            payload = encode_publication(publication)
+            if self._enqueue((False, agent, payload), len(payload)):
+                await self.flush()
+            return
         self._deliver_locally(agent, publication)
 
     async def set_retained(self, agent: str, data: bytes) -> None:
+        """Queue the write (kept in memory too for a held agent); waits only when the queue is full."""
         if agent in self._held:
             self._retained_local[agent] = data
-        if self._healthy:
-            try:
-                await self.redis.set(self.retained_key(agent), data, px=self._retained_px())
-            except _BACKEND_ERRORS as exc:
-                self._mark_broken(f"storing retained state: {exc!r}")
+        if self._healthy and self._writer is not None and self._enqueue((True, agent, data), len(data)):
+            await self.flush()
+
+    def _enqueue(self, write: _Write, size: int) -> bool:
+        """Queue one write for the writer; return whether the caller must now wait (backpressure).
+
+        Past the bound, Redis (or the link to it) is slower than this node's
+        clients: the caller (for a provider, the reading of its next frame)
+        waits until the queue is sent, as every write did before writes were
+        queued. A Redis that stops answering times out, which turns the broker
+        degraded and frees the callers (their writes are delivered locally).
+        """
+        self._outbox.append(write)
+        self._queued += 1
+        self._outbox_bytes += size
+        self._wake.set()
+        return len(self._outbox) >= self.max_queued_writes or self._outbox_bytes >= self.max_queued_bytes
 
     async def get_retained(self, agent: str) -> bytes | None:
+        if self._healthy:
+            await self.flush()  # read this node's own writes
         if self._healthy:
             try:
                 return _as_bytes(await self.redis.get(self.retained_key(agent)))
@@ -388,6 +458,8 @@ class RedisBroker(Broker):
         its entry: if another connection took over meanwhile, ours is the stale
         one, and the node is told so as if that takeover had reached it.
         """
+        # The announcement follows what this node published before it, here and on the bus.
+        await self.flush()
         reclaim = self._held.get(agent) == connection_id  # the node's resync
         refresh = reclaim and agent not in self._unsynced
         self._held[agent] = connection_id
@@ -417,6 +489,7 @@ class RedisBroker(Broker):
             self._deliver_locally(agent, up)
 
     async def release_provider(self, agent: str, connection_id: str) -> bool:
+        await self.flush()  # the provider's last events go before its departure
         held = self._held.get(agent) == connection_id
         if held:
             del self._held[agent]
@@ -444,6 +517,10 @@ class RedisBroker(Broker):
         return None if connection_id is None else ProviderLocation(self.node_id, connection_id)
 
     async def send_request(self, agent: str, request_id: str, data: bytes) -> str | None:
+        # Nothing this node sends overtakes what it queued before: a request
+        # leaves after the node's earlier publications. Free when nothing is
+        # queued (a node serving only apps); otherwise about one round trip.
+        await self.flush()
         if self._healthy:
             try:
                 routed = await self._route_script(
@@ -483,6 +560,7 @@ class RedisBroker(Broker):
         ]
 
     async def _release_in_redis(self, agent: str, connection_id: str, node_id: str | None = None) -> bool:
+        await self.flush()  # PROVIDER_DOWN goes after this node's queued publications
         down = Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id)
         released = await self._release_script(
             keys=[self.provider_key(agent)],
@@ -552,6 +630,122 @@ class RedisBroker(Broker):
                     self._handler.on_publication(agent, decode_publication(payload))
         except Exception:
             log.exception("dropped a message on %r", channel)
+
+    # --- the writer -------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is sent (or, Redis failing, delivered locally)."""
+        if self._written >= self._queued:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._drains.append((self._queued, waiter))
+        await waiter
+
+    def _wake_drains(self) -> None:
+        drains = self._drains
+        while drains and drains[0][0] <= self._written:
+            _, waiter = drains.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _write(self) -> None:
+        """Send the queued writes in order: everything queued in one pipeline per round trip.
+
+        Ends at close once the queue is empty, or when cancelled. Its own
+        loop does not use :meth:`_stopping`: it must keep sending while the
+        broker closes.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            while task.cancelling() == 0:
+                if not self._outbox:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                batch, self._outbox, self._outbox_bytes = self._outbox, [], 0
+                try:
+                    await self._send(batch)
+                finally:
+                    self._written += len(batch)
+                    self._wake_drains()
+        finally:
+            # Cancelled at close: what is left never reaches Redis. This
+            # node's clients still get it, and nobody waits for it in vain.
+            leftover, self._outbox, self._outbox_bytes = self._outbox, [], 0
+            if leftover:
+                log.warning("%d queued Redis writes not sent at close; delivered locally", len(leftover))
+                self._deliver_batch_locally(leftover)
+            self._written = self._queued
+            self._wake_drains()
+            if self._writer is task:
+                self._writer = None
+
+    async def _send(self, batch: list[_Write]) -> None:
+        """One round trip; if it fails, the broker degrades and this node delivers the batch itself."""
+        if self._healthy:
+            failed: list[_Write] = batch
+            try:
+                px = self._retained_px()
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for retain, agent, payload in batch:
+                        if retain:
+                            pipe.set(self.retained_key(agent), payload, px=px)
+                        else:
+                            pipe.publish(self._agent_prefix + agent.encode(), payload)
+                    results = await pipe.execute(raise_on_error=False)
+            except _BACKEND_ERRORS as exc:
+                self._mark_broken(f"writing {len(batch)} queued commands: {exc!r}")
+                log.warning("a batch of %d Redis writes failed (%r); delivering it locally", len(batch), exc)
+            except Exception:  # a bug must not cost this node's clients their events
+                log.exception("unexpected failure writing to Redis")
+            else:
+                # Only a command Redis refused (an error reply) missed the bus;
+                # the rest of the batch went through and comes back subscribed.
+                errors = [(w, r) for w, r in zip(batch, results, strict=True) if isinstance(r, Exception)]
+                if not errors:
+                    return
+                self._mark_broken(f"Redis refused a queued write: {errors[0][1]!r}")
+                failed = [write for write, _ in errors]
+            batch = failed
+        # Retained writes need nothing here: a held agent's state is in
+        # _retained_local since set_retained, and the resync writes it back.
+        self._deliver_batch_locally(batch)
+
+    def _deliver_batch_locally(self, batch: list[_Write]) -> None:
+        for retain, agent, payload in batch:
+            if retain:
+                continue
+            try:
+                self._deliver_locally(agent, decode_publication(payload))
+            except Exception:
+                log.exception("dropped a publication for %s", agent)
+
+    def _flush_bound(self) -> float:
+        # A batch takes at most one timed-out attempt and one timed-out retry,
+        # after which the broker is degraded and the rest is delivered locally.
+        return 2 * self.timeout + 1
+
+    async def _stop_writer(self) -> None:
+        """Let the writer send what is queued, within a bounded wait, then stop it."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._wake.set()
+        _, late = await asyncio.wait([writer], timeout=self._flush_bound())
+        if late:
+            log.warning("Redis writes still queued at close (%d): giving up on them", self.pending_writes)
+            writer.cancel()
+            # Bounded again: redis-py may swallow the cancellation (see _stopping);
+            # the writer then ends at its next turn.
+            _, late = await asyncio.wait([writer], timeout=self.timeout)
+            if late:
+                log.warning("the Redis writer is still running at close")
+        if writer.done() and not writer.cancelled() and writer.exception() is not None:
+            log.error("the Redis writer failed", exc_info=writer.exception())
+        self._writer = None
 
     # --- health, reconnection, resync -------------------------------------------------------
 
@@ -761,6 +955,7 @@ class RedisBroker(Broker):
 
     async def _refresh_held(self) -> None:
         """Extend our entries; notice takeovers we missed and re-create entries that were lost."""
+        await self.flush()  # a re-created entry is announced after what is queued
         # Claims not yet in Redis are the resync's to make (they must win).
         held = [(a, c) for a, c in self._held.items() if a not in self._unsynced]
         if not held:

@@ -11,11 +11,13 @@ the broker in-process where no second process is needed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -23,6 +25,7 @@ from redis.asyncio.connection import SSLConnection
 from websockets.exceptions import ConnectionClosed
 
 from bridge.broker import Publication, PublicationType
+from bridge.config import HubConfig
 from bridge.redis_broker import (
     RedisBroker,
     decode_publication,
@@ -30,6 +33,7 @@ from bridge.redis_broker import (
     encode_publication,
     encode_request,
 )
+from bridge.server import HubServer
 
 from .redis_helpers import (
     Client,
@@ -208,6 +212,7 @@ async def test_registry_compare_and_delete_and_heartbeat(redis_url: str, prefix:
         assert registry(redis_url, b.provider_key("a1")) is None
         # Retained state carries a TTL (a day by default), refreshed on each write.
         await a.set_retained("a1", b"{}")
+        await a.flush()  # set_retained only queues the write
         client = aioredis.from_url(redis_url)
         ttl = await client.ttl(a.retained_key("a1"))
         await client.aclose()
@@ -535,3 +540,270 @@ async def _degraded(hub: HubProcess) -> dict[str, Any] | None:
 async def _healthy(hub: HubProcess) -> dict[str, Any] | None:
     stats = await hub.ahealthz()
     return stats if stats["status"] == "ok" else None
+
+
+# --- queued writes: order, close, failure, backpressure ----------------------------------------
+
+
+def named_state(name: str) -> dict[str, Any]:
+    """The seed SetAgentState with ``message.data.name`` set (a free string in the schema)."""
+    event = sample("seed-SetAgentState.event.json")
+    event["message"]["data"]["name"] = name
+    return event
+
+
+async def test_many_events_keep_their_order_across_nodes(redis_url: str, prefix: str) -> None:
+    """Two nodes in this process; two agents stream at once, their providers on different
+    nodes, each agent with an app on both nodes: every app gets the 500 events in order,
+    then the provider's departure after the last of them, and the retained state is the
+    last frame, byte for byte."""
+    config = HubConfig(host="127.0.0.1", port=0, open_mode=True, redis_url=redis_url, redis_prefix=prefix,
+                       rate_limit=1e6, rate_burst=1_000_000)
+    count = 500
+    async with HubServer(config) as hub_a, HubServer(config) as hub_b:
+        homes = {"o1": (hub_a, hub_b), "o2": (hub_b, hub_a)}  # agent: (provider's node, the other)
+        providers = {agent: await Client.join(home.url, "provider", agent) for agent, (home, _) in homes.items()}
+        apps = [(agent, await Client.join(node.url, "app", agent)) for agent, nodes in homes.items() for node in nodes]
+        frames = {agent: [orjson.dumps(named_state(f"{agent}-{i}")) for i in range(count)] for agent in homes}
+
+        async def stream(agent: str) -> None:
+            for frame in frames[agent]:
+                await providers[agent].ws.send(frame.decode())
+            await providers[agent].close()
+
+        async def collect(app: Client) -> list[str]:
+            names: list[str] = []
+            while True:
+                frame = await app.recv(timeout=30)
+                if frame["subtopic"] == "SetAgentState":
+                    names.append(frame["message"]["data"]["name"])
+                elif frame["subtopic"] == "ProviderStatus" and frame["message"] == {"connected": False}:
+                    return names
+
+        received = await asyncio.gather(*(collect(app) for _, app in apps), *(stream(a) for a in homes))
+        for (agent, _), names in zip(apps, received[: len(apps)], strict=True):
+            assert names == [f"{agent}-{i}" for i in range(count)]
+        for agent in homes:
+            assert registry(redis_url, f"{prefix}:retained:{agent}") == frames[agent][-1]
+        for _, app in apps:
+            await app.close()
+
+
+async def test_claims_and_releases_follow_queued_publications(redis_url: str, prefix: str) -> None:
+    """PROVIDER_UP and PROVIDER_DOWN come from Lua scripts, outside the queue: they wait for it."""
+    a = RedisBroker(redis_url, prefix=prefix)
+    b = RedisBroker(redis_url, prefix=prefix)
+    seen = Recorder()
+    await a.start(Recorder())
+    await b.start(seen)
+    try:
+        await b.follow("q1")
+        for i in range(100):
+            await a.publish("q1", Publication(PublicationType.EVENT, b"%d" % i))
+        await a.claim_provider("q1", "c-1")
+        for i in range(100, 200):
+            await a.publish("q1", Publication(PublicationType.EVENT, b"%d" % i))
+        assert a.pending_writes > 0  # queued, not sent, when the release starts
+        await a.release_provider("q1", "c-1")
+        await eventually(lambda: len(seen.publications) >= 202)
+        got = [p.data.decode() or p.type.value for _, p in seen.publications]
+        assert got == [*map(str, range(100)), "up", *map(str, range(100, 200)), "down"]
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_close_sends_what_is_queued(redis_url: str, prefix: str) -> None:
+    a = RedisBroker(redis_url, prefix=prefix)
+    b = RedisBroker(redis_url, prefix=prefix)
+    seen = Recorder()
+    await a.start(Recorder())
+    await b.start(seen)
+    try:
+        await b.follow("w1")
+        for i in range(300):
+            await a.set_retained("w1", b"state %d" % i)
+            await a.publish("w1", Publication(PublicationType.EVENT, b"%d" % i))
+        # publish() and set_retained() did not wait for Redis: all of it is still queued.
+        assert a.pending_writes == 600
+        await a.close()
+        assert a.pending_writes == 0
+        await eventually(lambda: len(seen.publications) >= 300)
+        assert [p.data for _, p in seen.publications] == [b"%d" % i for i in range(300)]
+        assert registry(redis_url, a.retained_key("w1")) == b"state 299"
+        # Closed, it no longer queues anything.
+        await a.publish("w1", Publication(PublicationType.EVENT, b"late"))
+        assert a.pending_writes == 0
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_failed_batch_is_delivered_locally(
+    redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The queued batch meets a cut connection: the broker degrades, its own follower gets the
+    whole batch in order and once, the retained state is kept and written back on re-claim."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    broker = RedisBroker(f"redis://127.0.0.1:{proxy.port}{target.path}", prefix=prefix,
+                         heartbeat=0.3, provider_ttl=1.5, reconnect_max=0.3, timeout=1)
+    recorder = Recorder()
+    caplog.set_level(logging.WARNING, logger="bridge.redis")
+    await broker.start(recorder)
+    try:
+        await broker.follow("f1")
+        await broker.claim_provider("f1", "c-1")
+        await eventually(lambda: len(recorder.publications) == 1)  # our own PROVIDER_UP
+        proxy.cut()
+        # No await reached the event loop since the cut: the broker still believes Redis
+        # is there, so these are queued, and the writer meets the cut connection.
+        assert broker.healthy
+        for i in range(50):
+            await broker.set_retained("f1", b"state %d" % i)
+            await broker.publish("f1", Publication(PublicationType.EVENT, b"%d" % i))
+        assert broker.pending_writes == 100
+        await broker.flush()
+        assert not broker.healthy
+        assert "a batch of 100 Redis writes failed" in caplog.text
+        events = [p.data for _, p in recorder.publications[1:]]
+        assert events == [b"%d" % i for i in range(50)]
+        # Degraded, a publication still reaches this node's clients, after the batch.
+        await broker.publish("f1", Publication(PublicationType.EVENT, b"after"))
+        assert recorder.publications[-1][1].data == b"after"
+        assert await broker.get_retained("f1") == b"state 49"
+
+        proxy.restore()
+        await eventually(lambda: broker.healthy and recorder.resyncs == 1)
+        await broker.claim_provider("f1", "c-1")  # what the node does on resync
+        assert registry(redis_url, broker.retained_key("f1")) == b"state 49"
+    finally:
+        await broker.close()
+        proxy.close()
+
+
+async def test_a_full_queue_makes_publishers_wait(redis_url: str, prefix: str) -> None:
+    """Backpressure: below the bound a write returns at once; the one that fills the queue
+    returns only once the queue has been sent."""
+    broker = RedisBroker(redis_url, prefix=prefix)
+    await broker.start(Recorder())
+    try:
+        broker.max_queued_writes = 10
+        for i in range(9):
+            await broker.set_retained("p1", b"%d" % i)
+        assert broker.pending_writes == 9  # nothing awaited Redis
+        await broker.set_retained("p1", b"9")  # the tenth fills the queue
+        assert broker.pending_writes == 0
+        assert registry(redis_url, broker.retained_key("p1")) == b"9"
+        broker.max_queued_writes = 1000
+        broker.max_queued_bytes = 1000
+        await broker.set_retained("p1", b"x" * 600)
+        assert broker.pending_writes == 1
+        await broker.set_retained("p1", b"y" * 600)  # over the byte bound
+        assert broker.pending_writes == 0
+        assert registry(redis_url, broker.retained_key("p1")) == b"y" * 600
+    finally:
+        await broker.close()
+
+
+class StallingProxy:
+    """A TCP proxy in the test's own event loop that can *stall*: connections stay open and
+    nothing passes, as with a Redis that stopped answering. :meth:`resume` drops the
+    stalled connections (their replies are owed to clients that gave up) and lets new ones pass."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> StallingProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        self._flowing.set()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.resume()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=2)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            self._writers.add(writer)
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            self._writers.add(up_writer)
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._tasks.discard(task)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                if writer.transport.is_closing():
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
+
+
+async def test_a_stalled_redis_frees_waiting_publishers_and_close(redis_url: str, prefix: str) -> None:
+    """Redis stops answering: a publisher held by a full queue is freed by the command
+    timeout (the broker degrades, the batch is delivered locally), and close does not
+    wait for Redis beyond its bound."""
+    target = urlsplit(redis_url)
+    proxy = await StallingProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    timeout = 0.5
+    broker = RedisBroker(f"redis://127.0.0.1:{proxy.port}{target.path}", prefix=prefix,
+                         heartbeat=0.3, provider_ttl=3, reconnect_max=0.3, timeout=timeout)
+    recorder = Recorder()
+    loop = asyncio.get_running_loop()
+    await broker.start(recorder)
+    try:
+        await broker.follow("s1")
+        broker.max_queued_writes = 20
+        proxy.stall()
+        started = loop.time()
+        for i in range(20):  # the twentieth fills the queue and waits
+            await broker.publish("s1", Publication(PublicationType.EVENT, b"%d" % i))
+        waited = loop.time() - started
+        assert not broker.healthy
+        assert timeout <= waited < 2 * timeout + 1.5  # one attempt and one retry, both timed out
+        assert [p.data for _, p in recorder.publications] == [b"%d" % i for i in range(20)]
+
+        # Again, healthy: this time close() meets the stalled batch.
+        proxy.resume()
+        await eventually(lambda: broker.healthy)
+        recorder.publications.clear()
+        proxy.stall()
+        for i in range(5):
+            await broker.publish("s1", Publication(PublicationType.EVENT, b"%d" % i))
+        started = loop.time()
+        await broker.close()
+        # Its bound: the flush (2 timeouts + 1 s), then the supervisor's (heartbeat + timeout).
+        assert loop.time() - started < (2 * timeout + 1) + (0.3 + timeout) + 1
+        assert [p.data for _, p in recorder.publications] == [b"%d" % i for i in range(5)]
+    finally:
+        await broker.close()
+        await proxy.close()
