@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
+
+T = TypeVar("T")
+
+#: Clients reconnect quickly in tests: the behaviour, not the delay, is under test.
+FAST: dict[str, Any] = {"backoff_initial": 0.02, "backoff_max": 0.1}
 
 #: The contract's sample envelopes: ../shared/protocol/samples beside the checkout.
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "protocol" / "samples"
@@ -106,3 +113,16 @@ def seed_event(reply_to: str | None = None) -> dict[str, Any]:
     if reply_to is not None:
         event["replyTo"] = reply_to
     return event
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for hubs that must restart on it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def within(awaitable: Awaitable[T], seconds: float = 5.0) -> T:
+    """A safety net so that a broken test fails instead of hanging; not a timing assertion."""
+    async with asyncio.timeout(seconds):
+        return await awaitable

@@ -14,7 +14,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,17 +44,18 @@ from bridge.server import HubServer
 from bridge.tokens import issue_token
 from bridge.virtual_agent import VirtualAgent
 
+from . import helpers
+from .helpers import FAST, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "cli-tests-secret-0123456789abcdef0123"
-FAST = {"backoff_initial": 0.02, "backoff_max": 0.1}
 CATALOG = Catalog.load()
 T = TypeVar("T")
 
 
-async def within(awaitable: Awaitable[T], seconds: float = 20.0) -> T:
-    """A safety net so that a broken test fails instead of hanging; not a timing assertion."""
-    async with asyncio.timeout(seconds):
-        return await awaitable
+def within(awaitable: Awaitable[T], seconds: float = 20.0) -> Awaitable[T]:
+    """The shared safety net, with room for subprocesses on a loaded machine."""
+    return helpers.within(awaitable, seconds)
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -98,26 +99,6 @@ async def stop(process: asyncio.subprocess.Process) -> tuple[int, str, str]:
     out, err = await within(process.communicate())
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[HubServer]:
-    async with HubServer(
-        HubConfig(host="127.0.0.1", port=0, open_mode=True, request_timeout=5.0)
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-async def va(hub: HubServer) -> AsyncIterator[VirtualAgent]:
-    async with VirtualAgent(hub.url, agent="agent1", **FAST) as agent:
-        yield agent
 
 
 # ----- send ---------------------------------------------------------------------------------

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -38,17 +37,14 @@ from bridge.server import HubServer
 from bridge.tokens import issue_token
 from bridge.virtual_agent import VirtualAgent
 
+from . import helpers
+from .helpers import free_port, within
+
 SECRET = "client-tests-secret-0123456789abcdef"
 SET_AGENT_STATE = "Amazon/Agent/SetAgentState"
 #: Reconnect quickly in tests; the behaviour, not the delay, is under test.
-FAST = {"backoff_initial": 0.02, "backoff_max": 0.1, "connect_timeout": 2.0}
+FAST = {**helpers.FAST, "connect_timeout": 2.0}
 T = TypeVar("T")
-
-
-async def within(awaitable: Awaitable[T], seconds: float = 5.0) -> T:
-    """A safety net so that a broken test fails instead of hanging; not a timing assertion."""
-    async with asyncio.timeout(seconds):
-        return await awaitable
 
 
 @asynccontextmanager
@@ -61,12 +57,6 @@ async def running_hub(**options: Any) -> AsyncIterator[HubServer]:
 
 
 @pytest.fixture
-async def hub() -> AsyncIterator[HubServer]:
-    async with running_hub() as server:
-        yield server
-
-
-@pytest.fixture
 async def agent(hub: HubServer) -> AsyncIterator[VirtualAgent]:
     async with VirtualAgent(hub.url, agent="agent1", **FAST) as va:
         yield va
@@ -74,12 +64,6 @@ async def agent(hub: HubServer) -> AsyncIterator[VirtualAgent]:
 
 def app(url: str, **options: Any) -> BridgeClient:
     return BridgeClient(url, **{"agent": "agent1", "source": "test-app", **FAST, **options})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ----- requests and answers -----------------------------------------------------------------

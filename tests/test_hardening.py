@@ -22,7 +22,7 @@ from bridge.protocol import Role
 from bridge.router import Close, Forward, Peer, Publish, Reply, Router
 from bridge.server import HubServer
 
-from .helpers import Client, hello, join, join_app, sample, seed_event
+from .helpers import Client, free_port, hello, join, join_app, sample, seed_event
 
 
 async def test_a_stalled_app_is_dropped_and_the_others_get_everything() -> None:
@@ -135,12 +135,6 @@ def test_arbitrary_bytes_never_escape_as_an_exception(data: bytes) -> None:
 
 
 # --- graceful shutdown ----------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 async def start_hub_process(port: int) -> subprocess.Popen[bytes]:
     # Starting a process does not block the loop for long; waiting for it would.

@@ -4,7 +4,7 @@ calls and queued changes; everything it sends passes the hub's schemas."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import orjson
@@ -27,30 +27,11 @@ from bridge.server import HubServer
 from bridge.tokens import issue_token
 from bridge.virtual_agent import VirtualAgent, agent_of_token
 
-FAST = {"backoff_initial": 0.02, "backoff_max": 0.1}
+from .helpers import FAST, within
+
 SET_AGENT_STATE = "Amazon/Agent/SetAgentState"
 CATALOG = Catalog.load()
 T = TypeVar("T")
-
-
-async def within(awaitable: Awaitable[T], seconds: float = 5.0) -> T:
-    """A safety net so that a broken test fails instead of hanging; not a timing assertion."""
-    async with asyncio.timeout(seconds):
-        return await awaitable
-
-
-@pytest.fixture
-async def hub() -> AsyncIterator[HubServer]:
-    async with HubServer(
-        HubConfig(host="127.0.0.1", port=0, open_mode=True, request_timeout=5.0)
-    ) as server:
-        yield server
-
-
-@pytest.fixture
-async def va(hub: HubServer) -> AsyncIterator[VirtualAgent]:
-    async with VirtualAgent(hub.url, agent="agent1", **FAST) as agent:
-        yield agent
 
 
 class Watcher:
