@@ -43,7 +43,7 @@ def require_redis() -> str:
         client.close()
     except redis.RedisError as exc:
         why = f"no Redis server at {REDIS_URL} ({exc}); start one or set BRIDGE_TEST_REDIS_URL"
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"{why}: Redis is required in CI", pytrace=False)
         pytest.skip(why)
     return REDIS_URL

@@ -45,7 +45,7 @@ CHROMIUM_ARGS = [
 
 def _missing(what: str) -> None:
     """Fail in CI, where these tests must run; skip with the reason elsewhere."""
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         pytest.fail(f"{what} (required in CI)", pytrace=False)
     pytest.skip(what)
 
