@@ -230,12 +230,7 @@ def session(target: str, n: int, procs: int, sat_secs: float, lat_secs: float, c
             "p50_us": c.percentile(lat, 50), "p99_us": c.percentile(lat, 99), "max_us": lat[-1] if lat else None,
         }
     finally:
-        for w in workers:
-            w.stop()
-            cleanup.remove(w)
-        for s in servers:
-            s.stop()
-            cleanup.remove(s)
+        cleanup.stop(*workers, *servers)
 
 
 def main() -> None:
@@ -252,13 +247,7 @@ def main() -> None:
     sat_secs = 1.5 if args.quick else 2.0
     lat_secs = 2.5 if args.quick else 3.5
 
-    c.apply_common(args)
-    c.pin(c.LOAD_CORE)
-    c.raise_nofile()
-    cleanup = c.Cleanup()
-    c.install_deadline(args.timeout, cleanup)
-    info = c.machine_info()
-    c.print_machine(info)
+    cleanup, info = c.begin(args)
     print(f"fan-out: N={ns}, {reps} reps, saturation {sat_secs:g} s, latency {lat_secs:g} s at {RATE:g} events/s",
           flush=True)
 

@@ -104,11 +104,7 @@ def session(target: str, steps: list[int], per_agent: int, procs: int, settle: f
                                  "connect_s": connect_s, "closed": closed})
         return out
     finally:
-        for w in workers:
-            w.stop()
-            cleanup.remove(w)
-        server.stop()
-        cleanup.remove(server)
+        cleanup.stop(*workers, server)
 
 
 def main() -> None:
@@ -123,13 +119,8 @@ def main() -> None:
     reps = args.reps or (1 if args.quick else 2)
     settle = 0.5 if args.quick else 1.0
 
-    c.apply_common(args)
-    c.pin(c.LOAD_CORE)
-    limit = c.raise_nofile(max(65536, 2 * max(args.steps) + 1000))
-    cleanup = c.Cleanup()
-    c.install_deadline(args.timeout, cleanup)
-    info = c.machine_info()
-    c.print_machine(info)
+    cleanup, info = c.begin(args, nofile=max(65536, 2 * max(args.steps) + 1000))
+    limit = info["open_files"]
     print(f"memory: steps {args.steps}, {args.apps_per_agent} apps per agent, {reps} reps, open-file limit {limit}",
           flush=True)
 

@@ -188,12 +188,7 @@ def session(target: str, n: int, secs: float, cleanup: c.Cleanup, profile_to: Pa
             "p50_us": c.percentile(lat, 50), "p99_us": c.percentile(lat, 99),
         }
     finally:
-        for w in (apps, provider):
-            w.stop()
-            cleanup.remove(w)
-        for s in servers:
-            s.stop()
-            cleanup.remove(s)
+        cleanup.stop(apps, provider, *servers)
 
 
 def main() -> None:
@@ -206,13 +201,7 @@ def main() -> None:
     reps = args.reps or (2 if args.quick else 3)
     secs = 1.5 if args.quick else 3.0
 
-    c.apply_common(args)
-    c.pin(c.LOAD_CORE)
-    c.raise_nofile()
-    cleanup = c.Cleanup()
-    c.install_deadline(args.timeout, cleanup)
-    info = c.machine_info()
-    c.print_machine(info)
+    cleanup, info = c.begin(args)
     print(f"round trip: apps={counts}, {reps} reps of {secs:g} s", flush=True)
 
     runs: list[dict[str, Any]] = []

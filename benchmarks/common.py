@@ -837,6 +837,12 @@ class Cleanup:
         with contextlib.suppress(ValueError):
             self.items.remove(item)
 
+    def stop(self, *items: Any) -> None:
+        """Stop these now (a run is over) and forget them."""
+        for item in items:
+            item.stop()
+            self.remove(item)
+
     def __call__(self) -> None:
         while self.items:
             item = self.items.pop()
@@ -881,3 +887,17 @@ def common_args(parser: Any) -> None:
 def apply_common(args: Any) -> None:
     global NICE
     NICE = args.nice
+
+
+def begin(args: Any, *, nofile: int = 65536) -> tuple[Cleanup, dict[str, Any]]:
+    """What every load-generating script does first: apply the common options, pin this
+    process to the load core, raise the open-file limit, arm the deadline, print the machine."""
+    apply_common(args)
+    pin(LOAD_CORE)
+    open_files = raise_nofile(nofile)
+    cleanup = Cleanup()
+    install_deadline(args.timeout, cleanup)
+    info = machine_info()
+    info["open_files"] = open_files
+    print_machine(info)
+    return cleanup, info

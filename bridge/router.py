@@ -162,39 +162,53 @@ class Router:
         try:
             envelope = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
-            return self._refuse(f"the first frame must be Hello; it is not JSON: {exc}", None)
+            return self.refuse(f"the first frame must be Hello; it is not JSON: {exc}", None)
         reply_to = _reply_to(envelope)
         if protocol.kind_of(envelope) != HELLO:
-            return self._refuse("the first frame must be Bridge/Session/Hello", reply_to)
+            return self.refuse("the first frame must be Bridge/Session/Hello", reply_to)
         verdict = self.catalog.check(envelope, HELLO, "app")
         if verdict.problem is not None:
-            return self._refuse(f"bad Hello: {verdict.detail}", reply_to)
+            return self.refuse(f"bad Hello: {verdict.detail}", reply_to)
         data = envelope["data"]
         role = Role(data["role"])
         if self.open_mode:
             agent = data.get("agent")
             if agent is None:
-                return self._refuse("this hub runs in open mode: name the agent in data.agent", reply_to)
+                return self.refuse("this hub runs in open mode: name the agent in data.agent", reply_to)
         else:
             token = data.get("token")
             if token is None or self.secret is None:
-                return self._refuse("a token is required (data.token)", reply_to)
+                return self.refuse("a token is required (data.token)", reply_to)
             try:
                 claims = verify_token(self.secret, token, leeway=self.token_leeway)
             except TokenError as exc:
-                return self._refuse(str(exc), reply_to)
+                return self.refuse(str(exc), reply_to)
             if claims.role != role:
-                return self._refuse(
+                return self.refuse(
                     f"the token is for role {claims.role}, not {role}", reply_to
                 )
             agent = claims.agent
         return Joined(Peer(self.connection_ids(), agent, role, envelope["source"]))
 
-    def _refuse(self, why: str, reply_to: str | None) -> Refused:
-        err = protocol.error(
-            ErrorType.NOT_AUTHENTICATED, why, channel=protocol.BRIDGE, request=HELLO, reply_to=reply_to
-        )
-        return Refused([Reply(orjson.dumps(err), ErrorType.NOT_AUTHENTICATED), Close(CloseCode.POLICY_VIOLATION, "Hello refused")])
+    def refuse(
+        self, why: str, reply_to: str | None = None, *, error_type: ErrorType = ErrorType.NOT_AUTHENTICATED
+    ) -> Refused:
+        """Turn a connection away at ``Hello`` (bad Hello or token, none in time, agent full)."""
+        err = protocol.error(error_type, why, channel=protocol.BRIDGE, request=HELLO, reply_to=reply_to)
+        return Refused([Reply(orjson.dumps(err), error_type), Close(CloseCode.POLICY_VIOLATION, "Hello refused")])
+
+    def binary_frame(self) -> list[Output]:
+        """Binary frames are outside the protocol: say so, then close (1008)."""
+        why = "binary frames are not accepted; send JSON envelopes as text"
+        return [self._error(ErrorType.INVALID_ENVELOPE, why, None, None), Close(CloseCode.POLICY_VIOLATION, why)]
+
+    def rate_limited(self, frame: str | bytes, limit: str) -> Reply:
+        """The answer to a frame dropped by the connection's rate limit."""
+        try:
+            reply_to = _reply_to(orjson.loads(frame))
+        except orjson.JSONDecodeError:
+            reply_to = None
+        return self._error(ErrorType.RATE_LIMITED, f"over the limit of {limit}; frame dropped", None, reply_to)
 
     # --- frames from a joined connection ---------------------------------------
 

@@ -9,7 +9,6 @@ shutdown, and the HTTP endpoints on the same port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from http import HTTPStatus
@@ -23,7 +22,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from . import http, protocol
+from . import http
 from .broker import Broker, MemoryBroker
 from .catalog import Catalog
 from .config import HubConfig
@@ -31,7 +30,7 @@ from .limits import TokenBucket
 from .metrics import CONTENT_TYPE, Metrics
 from .node import Node
 from .protocol import CloseCode, ErrorType
-from .router import Joined, Peer, Reply, Router, hub_error
+from .router import Joined, Output, Peer, Router
 
 log = logging.getLogger("bridge.server")
 
@@ -236,68 +235,52 @@ class HubServer:
             async with asyncio.timeout(self.config.hello_timeout):
                 frame = await connection.recv()
         except TimeoutError:
-            self._refuse(transport, f"no Hello within {self.config.hello_timeout:g} s")
+            refused = self.router.refuse(f"no Hello within {self.config.hello_timeout:g} s")
+            await self._carry_out(refused.outputs, transport)
             return None
         except ConnectionClosed:
             return None
         if isinstance(frame, bytes):
-            self._refuse(transport, "binary frames are not accepted; send Hello as text")
+            refused = self.router.refuse("binary frames are not accepted; send Hello as text")
+            await self._carry_out(refused.outputs, transport)
             return None
         result = self.router.hello(frame)
         if not isinstance(result, Joined):
-            for output in result.outputs:
-                await self.node.execute(output, transport)
+            await self._carry_out(result.outputs, transport)
             return None
         peer = result.peer
-        if self.node.connections_of(peer.agent) >= self.config.max_connections_per_agent:
-            self._refuse(
-                transport,
-                f"agent {peer.agent} already has {self.config.max_connections_per_agent} connections",
-                ErrorType.FORBIDDEN,
+        limit = self.config.max_connections_per_agent
+        if self.node.connections_of(peer.agent) >= limit:
+            refused = self.router.refuse(
+                f"agent {peer.agent} already has {limit} connections", error_type=ErrorType.FORBIDDEN
             )
+            await self._carry_out(refused.outputs, transport)
             return None
         await self.node.join(peer, transport)
         log.info("%s joined agent %s as %s (%s)", peer.connection_id, peer.agent, peer.role, peer.source)
         return peer
 
-    def _refuse(self, transport: SocketTransport, why: str, error_type: ErrorType = ErrorType.NOT_AUTHENTICATED) -> None:
-        err = hub_error(error_type, why, protocol.HELLO, None)
-        transport.send(orjson.dumps(err))
-        self.metrics.error_sent(error_type)
-        transport.close(CloseCode.POLICY_VIOLATION, why[:120])
+    async def _carry_out(self, outputs: list[Output], transport: SocketTransport) -> None:
+        for output in outputs:
+            await self.node.execute(output, transport)
 
     async def _serve(self, connection: ServerConnection, transport: SocketTransport, peer: Peer) -> None:
         config = self.config
         bucket = TokenBucket.full(config.rate_limit, config.rate_burst, time.monotonic())
         async for frame in connection:
             if isinstance(frame, bytes):
-                await self._reject_binary(transport)
+                self.metrics.disconnected("binary_frame")
+                await self._carry_out(self.router.binary_frame(), transport)
                 return
             if not bucket.take(time.monotonic()):
                 if bucket.refused_in_a_row >= config.flood_close_after:
                     self.metrics.disconnected("flooding")
                     transport.close(CloseCode.POLICY_VIOLATION, "flooding")
                     return
-                self._rate_limited(transport, frame)
+                limit = f"{config.rate_limit:g} frames/s (burst {config.rate_burst})"
+                await self.node.execute(self.router.rate_limited(frame, limit), transport)
                 continue
             await self.node.receive(peer, transport, frame)
-
-    async def _reject_binary(self, transport: SocketTransport) -> None:
-        err = hub_error(ErrorType.INVALID_ENVELOPE, "binary frames are not accepted", None, None)
-        await self.node.execute(Reply(orjson.dumps(err), ErrorType.INVALID_ENVELOPE), transport)
-        self.metrics.disconnected("binary_frame")
-        transport.close(CloseCode.POLICY_VIOLATION, "binary frames are not accepted")
-
-    def _rate_limited(self, transport: SocketTransport, frame: str) -> None:
-        reply_to = None
-        with contextlib.suppress(orjson.JSONDecodeError):
-            envelope = orjson.loads(frame)
-            if isinstance(envelope, dict) and isinstance(envelope.get("id"), str):
-                reply_to = envelope["id"][:64] or None
-        rate = f"{self.config.rate_limit:g} frames/s (burst {self.config.rate_burst})"
-        err = hub_error(ErrorType.RATE_LIMITED, f"over the limit of {rate}; frame dropped", None, reply_to)
-        transport.send(orjson.dumps(err))
-        self.metrics.error_sent(ErrorType.RATE_LIMITED)
 
 
 def _make_broker(config: HubConfig) -> Broker:

@@ -190,6 +190,7 @@ class TcpProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-proxy", daemon=True)
         self._server: asyncio.Server | None = None
+        self._flowing: asyncio.Event  # made in the proxy's own loop, by _start
 
     def start(self) -> TcpProxy:
         self._thread.start()
@@ -202,6 +203,15 @@ class TcpProxy:
     def restore(self) -> None:
         self._open = True
 
+    def stall(self) -> None:
+        """Keep every connection open but let nothing through: a Redis that stopped answering."""
+        self._call(self._stall())
+
+    def resume(self) -> None:
+        """Drop the stalled connections (their replies are owed to clients that gave up) and let
+        new ones pass."""
+        self._call(self._resume())
+
     def close(self) -> None:
         self._call(self._close())
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -212,8 +222,18 @@ class TcpProxy:
         return future.result(5)
 
     async def _start(self) -> int:
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         return int(self._server.sockets[0].getsockname()[1])
+
+    async def _stall(self) -> None:
+        self._flowing.clear()
+
+    async def _resume(self) -> None:
+        await self._cut()
+        self._open = True
+        self._flowing.set()
 
     async def _cut(self) -> None:
         self._open = False
@@ -241,6 +261,9 @@ class TcpProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
+                if writer.transport.is_closing():
+                    break
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

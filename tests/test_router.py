@@ -181,3 +181,15 @@ def test_a_vanished_provider_fails_what_was_handed_to_it(router: Router) -> None
 def test_the_events_replyto_is_an_answer_not_part_of_routing(router: Router) -> None:
     [out] = router.receive(PROVIDER, orjson.dumps(seed_event("nobody-asked")))
     assert isinstance(out, Publish) and out.reply_to == "nobody-asked"
+
+
+def test_a_rate_limited_frame_is_answered_with_its_id(router: Router) -> None:
+    err = error_of(router.rate_limited(sample_text("Mute.request.json"), "50 frames/s"))
+    assert err["data"]["errorType"] == "RATE_LIMITED" and err["replyTo"] == "req-17"
+    assert "replyTo" not in error_of(router.rate_limited(b"\xff not json", "50 frames/s"))
+
+
+def test_a_binary_frame_is_refused_then_closed(router: Router) -> None:
+    reply, close = router.binary_frame()
+    assert error_of(reply)["data"]["errorType"] == "INVALID_ENVELOPE"
+    assert isinstance(close, Close) and close.code == CloseCode.POLICY_VIOLATION

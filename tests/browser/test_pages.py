@@ -10,7 +10,6 @@ Connect -> Streams events -> provider -> hub -> widgets.
 from __future__ import annotations
 
 import shutil
-import time
 from typing import Any
 
 import pytest
@@ -140,12 +139,11 @@ async def test_ccp_that_never_answers_gives_a_timeout_error(browse: Browse) -> N
     ccp = await browse.ccp("agent5", callTimeout=600)
     widget = await browse.widget("agent5")
     await ccp.evaluate("() => window.ccpEmulator.neverAnswerNext('putAgentState')")
-    started = time.monotonic()
     await widget.get_by_role("button", name="Log out").click()
+    # The provider's own call timeout answered (UPDATE_AGENT_STATE_FAILED), not the hub's
+    # REQUEST_TIMEOUT ten seconds later.
     text = await expect_notice(widget, "UPDATE_AGENT_STATE_FAILED")
-    elapsed = time.monotonic() - started
     assert "did not answer in time" in text
-    assert elapsed < 4, f"the timeout took {elapsed:.1f} s; the provider's is 0.6 s"
     assert len(await calls(ccp, "putAgentState")) == 1
     # Not hung: the button is usable again and the state unchanged.
     await expect(widget.locator("#btn-logout")).to_be_enabled()
