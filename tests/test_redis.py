@@ -11,8 +11,9 @@ the broker in-process where no second process is needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -590,15 +591,27 @@ async def test_many_events_keep_their_order_across_nodes(redis_url: str, prefix:
             await app.close()
 
 
-async def test_claims_and_releases_follow_queued_publications(redis_url: str, prefix: str) -> None:
-    """PROVIDER_UP and PROVIDER_DOWN come from Lua scripts, outside the queue: they wait for it."""
+@contextlib.asynccontextmanager
+async def sender_and_watcher(
+    redis_url: str, prefix: str, agent: str
+) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
+    """Two brokers on one prefix: the first sends; the second follows ``agent`` and records."""
     a = RedisBroker(redis_url, prefix=prefix)
     b = RedisBroker(redis_url, prefix=prefix)
     seen = Recorder()
     await a.start(Recorder())
     await b.start(seen)
     try:
-        await b.follow("q1")
+        await b.follow(agent)
+        yield a, seen
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_claims_and_releases_follow_queued_publications(redis_url: str, prefix: str) -> None:
+    """PROVIDER_UP and PROVIDER_DOWN come from Lua scripts, outside the queue: they wait for it."""
+    async with sender_and_watcher(redis_url, prefix, "q1") as (a, seen):
         for i in range(100):
             await a.publish("q1", Publication(PublicationType.EVENT, b"%d" % i))
         await a.claim_provider("q1", "c-1")
@@ -609,19 +622,10 @@ async def test_claims_and_releases_follow_queued_publications(redis_url: str, pr
         await eventually(lambda: len(seen.publications) >= 202)
         got = [p.data.decode() or p.type.value for _, p in seen.publications]
         assert got == [*map(str, range(100)), "up", *map(str, range(100, 200)), "down"]
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_close_sends_what_is_queued(redis_url: str, prefix: str) -> None:
-    a = RedisBroker(redis_url, prefix=prefix)
-    b = RedisBroker(redis_url, prefix=prefix)
-    seen = Recorder()
-    await a.start(Recorder())
-    await b.start(seen)
-    try:
-        await b.follow("w1")
+    async with sender_and_watcher(redis_url, prefix, "w1") as (a, seen):
         for i in range(300):
             await a.set_retained("w1", b"state %d" % i)
             await a.publish("w1", Publication(PublicationType.EVENT, b"%d" % i))
@@ -635,9 +639,6 @@ async def test_close_sends_what_is_queued(redis_url: str, prefix: str) -> None:
         # Closed, it no longer queues anything.
         await a.publish("w1", Publication(PublicationType.EVENT, b"late"))
         assert a.pending_writes == 0
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def test_a_failed_batch_is_delivered_locally(
