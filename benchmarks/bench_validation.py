@@ -37,11 +37,11 @@ import common as c
 import orjson
 
 import bridge
-from bridge.catalog import Catalog
-from bridge.metrics import Metrics
-from bridge.pending import PendingRequests
+from bridge.hub.core.pending import PendingRequests
+from bridge.hub.core.router import Forward, Peer, Publish, Router
+from bridge.hub.metrics import Metrics
 from bridge.protocol import Role, kind_of
-from bridge.router import Forward, Peer, Publish, Router
+from bridge.protocol.catalog import Catalog
 
 
 def per_call_ns(run_batch: Callable[[], float], repeat: int) -> list[float]:

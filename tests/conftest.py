@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bridge.config import HubConfig
-from bridge.server import HubServer
-from bridge.virtual_agent import VirtualAgent
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
+from bridge.sim.virtual_agent import VirtualAgent
 
 from .helpers import FAST
 

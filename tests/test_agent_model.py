@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge import protocol
-from bridge.agent_model import (
+from bridge.protocol import ErrorType, Kind
+from bridge.protocol.catalog import Catalog
+from bridge.sim.agent_model import (
     BUSY,
     DEFAULT_STATES,
     GET_STATES,
@@ -33,8 +35,6 @@ from bridge.agent_model import (
     iso_ms,
     states_from_config,
 )
-from bridge.catalog import Catalog
-from bridge.protocol import ErrorType, Kind
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "protocol" / "samples"
 CATALOG = Catalog.load()

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from bridge.server import HubServer
-from bridge.tokens import issue_token
+from bridge.hub.server import HubServer
+from bridge.protocol.tokens import issue_token
 
 from .conftest import SECRET
 from .helpers import Client, connect, hello, join, join_app, sample, sample_text, seed_event

@@ -11,8 +11,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bridge.catalog import Catalog, CatalogError, envelope_shape
 from bridge.protocol import Kind
+from bridge.protocol.catalog import Catalog, CatalogError, envelope_shape
 
 from .helpers import SAMPLES
 

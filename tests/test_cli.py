@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bridge.tokens import verify_token
+from bridge.protocol.tokens import verify_token
 
 from .helpers import SAMPLES
 

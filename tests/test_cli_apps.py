@@ -23,8 +23,7 @@ import click
 import orjson
 import pytest
 
-from bridge import cli_apps
-from bridge.catalog import Catalog
+from bridge.cli import apps as cli_apps
 from bridge.client import (
     AgentStateNotFound,
     BridgeClient,
@@ -39,10 +38,11 @@ from bridge.client import (
     RequestTimeout,
     UpdateAgentStateFailed,
 )
-from bridge.config import HubConfig
-from bridge.server import HubServer
-from bridge.tokens import issue_token
-from bridge.virtual_agent import VirtualAgent
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
+from bridge.protocol.catalog import Catalog
+from bridge.protocol.tokens import issue_token
+from bridge.sim.virtual_agent import VirtualAgent
 
 from . import helpers
 from .helpers import FAST, free_port

@@ -31,11 +31,11 @@ from bridge.client import (
     UpdateAgentStateFailed,
     error_from_envelope,
 )
-from bridge.config import HubConfig
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
 from bridge.protocol import ErrorType, Kind, error
-from bridge.server import HubServer
-from bridge.tokens import issue_token
-from bridge.virtual_agent import VirtualAgent
+from bridge.protocol.tokens import issue_token
+from bridge.sim.virtual_agent import VirtualAgent
 
 from . import helpers
 from .helpers import free_port, within

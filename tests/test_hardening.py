@@ -16,11 +16,11 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.catalog import Catalog
-from bridge.config import HubConfig
+from bridge.hub.config import HubConfig
+from bridge.hub.core.router import Close, Forward, Peer, Publish, Reply, Router
+from bridge.hub.server import HubServer
 from bridge.protocol import Role
-from bridge.router import Close, Forward, Peer, Publish, Reply, Router
-from bridge.server import HubServer
+from bridge.protocol.catalog import Catalog
 
 from .helpers import Client, free_port, hello, join, join_app, sample, seed_event
 

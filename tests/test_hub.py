@@ -9,8 +9,8 @@ import orjson
 import pytest
 import websockets
 
-from bridge.config import HubConfig
-from bridge.server import HubServer
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
 
 from .helpers import connect, join, join_app, sample, sample_text, seed_event
 

@@ -25,16 +25,16 @@ import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection
 from websockets.exceptions import ConnectionClosed
 
-from bridge.broker import Publication, PublicationType
-from bridge.config import HubConfig
-from bridge.redis_broker import (
+from bridge.brokers import Publication, PublicationType
+from bridge.brokers.redis.broker import (
     RedisBroker,
     decode_publication,
     decode_request,
     encode_publication,
     encode_request,
 )
-from bridge.server import HubServer
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
 
 from .helpers import within
 from .redis_helpers import (

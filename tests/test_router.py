@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bridge.catalog import Catalog
+from bridge.hub.core.router import Answer, Close, Forward, Joined, Peer, Publish, Refused, Reply, Router
 from bridge.protocol import CloseCode, Role
-from bridge.router import Answer, Close, Forward, Joined, Peer, Publish, Refused, Reply, Router
-from bridge.tokens import issue_token
+from bridge.protocol.catalog import Catalog
+from bridge.protocol.tokens import issue_token
 
 from .helpers import hello, sample_text, seed_event
 

@@ -10,8 +10,6 @@ from typing import Any, TypeVar
 import orjson
 import pytest
 
-from bridge.agent_model import AgentModel, AgentState, StateType
-from bridge.catalog import Catalog
 from bridge.client import (
     AgentStateNotFound,
     BridgeClient,
@@ -22,10 +20,12 @@ from bridge.client import (
     Stream,
     UpdateAgentStateFailed,
 )
-from bridge.config import HubConfig
-from bridge.server import HubServer
-from bridge.tokens import issue_token
-from bridge.virtual_agent import VirtualAgent, agent_of_token
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
+from bridge.protocol.catalog import Catalog
+from bridge.protocol.tokens import issue_token
+from bridge.sim.agent_model import AgentModel, AgentState, StateType
+from bridge.sim.virtual_agent import VirtualAgent, agent_of_token
 
 from .helpers import FAST, within
 

@@ -40,7 +40,7 @@ def wheel_env(target: Path) -> dict[str, str]:
 
 
 def test_the_installed_package_is_the_wheel(installed: Path, tmp_path: Path) -> None:
-    code = "import bridge, bridge.catalog as c; print(bridge.__file__); print(c.builtin_schema_dir())"
+    code = "import bridge, bridge.protocol.catalog as c; print(bridge.__file__); print(c.builtin_schema_dir())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                             env=wheel_env(installed), check=True)
     module, schemas = result.stdout.split()

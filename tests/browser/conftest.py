@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
 
-from bridge.config import HubConfig
-from bridge.server import HubServer
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC_DIR = REPO / "static"

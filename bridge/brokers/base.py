@@ -12,8 +12,8 @@ connections of the same agent on *any* node. It knows five things:
 * **requests**, delivered to the node that holds the agent's provider;
 * its own **health**.
 
-:class:`MemoryBroker` serves a single process and is the default;
-:class:`bridge.redis_broker.RedisBroker` spreads the same contract over Redis.
+:class:`bridge.brokers.memory.MemoryBroker` serves a single process and is the default;
+:class:`bridge.brokers.redis.RedisBroker` spreads the same contract over Redis.
 """
 
 from __future__ import annotations
@@ -118,61 +118,3 @@ class Broker(abc.ABC):
 
         Returns the provider's connection id, or ``None`` when there is none.
         """
-
-
-class MemoryBroker(Broker):
-    """Everything in this process: one node, no backend that can fail."""
-
-    def __init__(self, node_id: str = "local") -> None:
-        self.node_id = node_id
-        self._handler: BrokerHandler | None = None
-        self._followed: set[str] = set()
-        self._retained: dict[str, bytes] = {}
-        self._providers: dict[str, str] = {}
-
-    async def start(self, handler: BrokerHandler) -> None:
-        self._handler = handler
-
-    async def close(self) -> None:
-        self._handler = None
-
-    async def follow(self, agent: str) -> None:
-        self._followed.add(agent)
-
-    async def unfollow(self, agent: str) -> None:
-        self._followed.discard(agent)
-        # Nobody of this agent is left anywhere: its retained state goes too,
-        # or a hub serving many short-lived agents would grow without bound.
-        self._retained.pop(agent, None)
-
-    async def publish(self, agent: str, publication: Publication) -> None:
-        if self._handler is not None and agent in self._followed:
-            self._handler.on_publication(agent, publication)
-
-    async def set_retained(self, agent: str, data: bytes) -> None:
-        self._retained[agent] = data
-
-    async def get_retained(self, agent: str) -> bytes | None:
-        return self._retained.get(agent)
-
-    async def claim_provider(self, agent: str, connection_id: str) -> None:
-        self._providers[agent] = connection_id
-        await self.publish(agent, Publication(PublicationType.PROVIDER_UP, connection_id=connection_id))
-
-    async def release_provider(self, agent: str, connection_id: str) -> bool:
-        if self._providers.get(agent) != connection_id:
-            return False
-        del self._providers[agent]
-        await self.publish(agent, Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id))
-        return True
-
-    async def provider(self, agent: str) -> ProviderLocation | None:
-        connection_id = self._providers.get(agent)
-        return None if connection_id is None else ProviderLocation(self.node_id, connection_id)
-
-    async def send_request(self, agent: str, request_id: str, data: bytes) -> str | None:
-        connection_id = self._providers.get(agent)
-        if connection_id is None or self._handler is None:
-            return None
-        self._handler.on_request(agent, request_id, data)
-        return connection_id

@@ -10,7 +10,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
-from .protocol import Kind
+from bridge.protocol import Kind
 
 
 @dataclass(slots=True)

@@ -35,7 +35,7 @@ import orjson
 import referencing
 import referencing.jsonschema
 
-from .protocol import Kind, Role, is_error_kind, kind_of
+from bridge.protocol import Kind, Role, is_error_kind, kind_of
 
 Shape = Literal["request", "event", "error"]
 Sender = Literal["app", "provider", "hub"]
@@ -200,7 +200,7 @@ def builtin_schema_dir() -> Path:
     packaged = Path(str(resources.files("bridge"))) / "_data" / "schemas"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parent.parent / "schemas"
+    return Path(__file__).resolve().parents[2] / "schemas"
 
 
 def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:

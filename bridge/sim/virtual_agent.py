@@ -20,8 +20,7 @@ from typing import Any, Self
 
 import jwt
 
-from .agent_model import SET_AGENT_STATE, AgentModel, Answer, StateType
-from .client import (
+from bridge.client import (
     BridgeClient,
     BridgeError,
     ConnectionLost,
@@ -29,7 +28,8 @@ from .client import (
     Envelope,
     TokenSource,
 )
-from .protocol import Role, kind_of
+from bridge.protocol import Role, kind_of
+from bridge.sim.agent_model import SET_AGENT_STATE, AgentModel, Answer, StateType
 
 log = logging.getLogger("bridge.virtual_agent")
 

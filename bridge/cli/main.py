@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 import orjson
 
-from . import __version__
-from .catalog import Catalog, CatalogError
-from .config import HubConfig
-from .protocol import Role
-from .tokens import issue_token
+from bridge import __version__
+from bridge.hub.config import HubConfig
+from bridge.protocol import Role
+from bridge.protocol.catalog import Catalog, CatalogError
+from bridge.protocol.tokens import issue_token
 
 log = logging.getLogger("bridge")
 
@@ -117,7 +117,7 @@ def serve(
 
 async def run_hub(config: HubConfig, *, ready_message: bool = True) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully (clients get 1001)."""
-    from .server import HubServer
+    from bridge.hub.server import HubServer
 
     hub = HubServer(config)
     await hub.start()
@@ -176,14 +176,10 @@ def validate(files: tuple[Path, ...], schema_dirs: tuple[Path, ...]) -> None:
 
 def _register_app_commands() -> None:
     """The client-side commands (send, listen, virtual-agent, demo) live in their own module."""
-    try:
-        from . import cli_apps
-    except ImportError:  # pragma: no cover - only while cli_apps is being written
-        return
-    for name in ("send", "listen", "virtual_agent", "demo"):
-        command = getattr(cli_apps, name, None)
-        if isinstance(command, click.Command):
-            main.add_command(command)
+    from bridge.cli import apps
+
+    for command in (apps.send, apps.listen, apps.virtual_agent, apps.demo):
+        main.add_command(command)
 
 
 _register_app_commands()

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from .protocol import ErrorType, Kind
+from bridge.protocol import ErrorType, Kind
 
 AGENT: Final = ("Amazon", "Agent")
 SET_NOT_READY: Final = Kind("Amazon", "Agent", "SetNotReady")

@@ -37,7 +37,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from .protocol import (
+from bridge.protocol import (
     HELLO,
     PROVIDER_STATUS,
     REPLACED,
@@ -56,6 +56,7 @@ from .protocol import (
 
 __all__ = [
     "AgentStateNotFound",
+    "TokenSource",
     "BridgeClient",
     "BridgeError",
     "ClientClosed",

@@ -56,7 +56,7 @@ def builtin_static_dir() -> Path | None:
     packaged = Path(str(resources.files("bridge"))) / "_data" / "static"
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "static"
+    checkout = Path(__file__).resolve().parents[2] / "static"
     return checkout if checkout.is_dir() else None
 
 
@@ -64,7 +64,7 @@ def default_streams_dir() -> Path | None:
     """Where ``npm ci`` put the pinned amazon-connect-streams release bundle."""
     candidates = [
         Path.cwd() / "node_modules",
-        Path(__file__).resolve().parent.parent / "node_modules",
+        Path(__file__).resolve().parents[2] / "node_modules",
     ]
     for base in candidates:
         release = base / "amazon-connect-streams" / "release"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from .protocol import Role
+from bridge.protocol import Role
 
 ALGORITHM = "HS256"
 

@@ -11,18 +11,18 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-from time import perf_counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any, Final
 
 import orjson
 
-from . import protocol
-from .catalog import Catalog
-from .pending import Pending, PendingRequests
-from .protocol import HELLO, SET_AGENT_STATE, CloseCode, ErrorType, Kind, Role
-from .tokens import TokenError, verify_token
+from bridge import protocol
+from bridge.hub.core.pending import Pending, PendingRequests
+from bridge.protocol import HELLO, SET_AGENT_STATE, CloseCode, ErrorType, Kind, Role
+from bridge.protocol.catalog import Catalog
+from bridge.protocol.tokens import TokenError, verify_token
 
 _ID_MAX: Final = 64
 

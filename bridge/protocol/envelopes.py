@@ -12,6 +12,30 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
+__all__ = [
+    "BRIDGE",
+    "CloseCode",
+    "ERROR_SUBTOPIC",
+    "ERROR_TOPIC",
+    "ErrorType",
+    "HELLO",
+    "HUMAN_MESSAGES",
+    "Kind",
+    "PROTOCOL_VERSION",
+    "PROVIDER_STATUS",
+    "REPLACED",
+    "Role",
+    "SESSION",
+    "SET_AGENT_STATE",
+    "WELCOME",
+    "dumps",
+    "error",
+    "event",
+    "is_error_kind",
+    "kind_of",
+    "request",
+]
+
 PROTOCOL_VERSION: Final = 1
 
 BRIDGE: Final = "Bridge"

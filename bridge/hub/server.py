@@ -22,15 +22,15 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from . import http
-from .broker import Broker, MemoryBroker
-from .catalog import Catalog
-from .config import HubConfig
-from .limits import TokenBucket
-from .metrics import CONTENT_TYPE, Metrics
-from .node import Node
-from .protocol import CloseCode, ErrorType
-from .router import Joined, Output, Peer, Router
+from bridge.brokers import Broker, MemoryBroker
+from bridge.hub import http
+from bridge.hub.config import HubConfig
+from bridge.hub.core.limits import TokenBucket
+from bridge.hub.core.router import Joined, Output, Peer, Router
+from bridge.hub.metrics import CONTENT_TYPE, Metrics
+from bridge.hub.node import Node
+from bridge.protocol import CloseCode, ErrorType
+from bridge.protocol.catalog import Catalog
 
 log = logging.getLogger("bridge.server")
 
@@ -286,7 +286,7 @@ class HubServer:
 def _make_broker(config: HubConfig) -> Broker:
     if config.redis_url is None:
         return MemoryBroker()
-    from .redis_broker import RedisBroker  # imported only when asked for
+    from bridge.brokers.redis import RedisBroker  # imported only when asked for
 
     return RedisBroker(
         config.redis_url,

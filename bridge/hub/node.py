@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 import orjson
 
-from . import protocol
-from .broker import Broker, Publication, PublicationType
-from .protocol import PROTOCOL_VERSION, PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Role
-from .router import Answer, Close, Forward, Output, Peer, Publish, Reply, Router, hub_error
+from bridge import protocol
+from bridge.brokers import Broker, Publication, PublicationType
+from bridge.hub.core.router import Answer, Close, Forward, Output, Peer, Publish, Reply, Router, hub_error
+from bridge.protocol import PROTOCOL_VERSION, PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Role
 
 log = logging.getLogger("bridge.node")
 

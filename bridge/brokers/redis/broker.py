@@ -72,7 +72,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from .broker import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from bridge.brokers import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
 
 log = logging.getLogger("bridge.redis")
 

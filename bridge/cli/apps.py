@@ -37,8 +37,7 @@ from typing import IO, Any, Final, NamedTuple, TypeVar
 import click
 import orjson
 
-from .agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
-from .client import (
+from bridge.client import (
     BridgeClient,
     BridgeError,
     ConnectionLost,
@@ -49,7 +48,8 @@ from .client import (
     ProviderUnavailable,
     RequestTimeout,
 )
-from .protocol import Kind
+from bridge.protocol import Kind
+from bridge.sim.agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
 
 DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
 
@@ -141,7 +141,7 @@ def credentials(ctx: click.Context, token: str | None, agent: str | None) -> Cre
 
 def token_agent(token: str) -> str:
     """The agent a token names, for the virtual agent's login name."""
-    from .virtual_agent import agent_of_token
+    from bridge.sim.virtual_agent import agent_of_token
 
     try:
         return agent_of_token(token)
@@ -576,7 +576,7 @@ def virtual_agent(
       connect-bridge virtual-agent --agent agent1
       connect-bridge virtual-agent --token "$PROVIDER_TOKEN" --call-every 60 --call-length 20
     """
-    from .virtual_agent import VirtualAgent
+    from bridge.sim.virtual_agent import VirtualAgent
 
     who = credentials(ctx, token, agent)
     login = who.agent if who.agent is not None else token_agent(who.token or "")
@@ -668,9 +668,9 @@ async def run_demo(
     port: int, agents: int, call_every: float | None, call_length: float, out: IO[str]
 ) -> int:
     """The demo: hub plus agents until cancelled, then a clean shutdown."""
-    from .config import HubConfig
-    from .server import HubServer
-    from .virtual_agent import VirtualAgent
+    from bridge.hub.config import HubConfig
+    from bridge.hub.server import HubServer
+    from bridge.sim.virtual_agent import VirtualAgent
 
     hub = HubServer(HubConfig(host="127.0.0.1", port=port, open_mode=True))
     try:
@@ -747,7 +747,7 @@ def _print_demo(
 
 @click.group()
 def apps_main() -> None:
-    """These commands alone, for running them without ``bridge.cli`` (``python -m bridge.cli_apps``)."""
+    """These commands alone, for running them without ``bridge.cli`` (``python -m bridge.cli.apps``)."""
 
 
 for _command in (send, listen, virtual_agent, demo):

@@ -1,0 +1,10 @@
+"""Brokers: how hub nodes share agents. The contract is :class:`bridge.brokers.base.Broker`.
+
+:class:`MemoryBroker` (one process) is the default; :mod:`bridge.brokers.redis`
+spreads the same contract over Redis and is imported only when asked for.
+"""
+
+from bridge.brokers.base import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from bridge.brokers.memory import MemoryBroker
+
+__all__ = ["Broker", "BrokerHandler", "MemoryBroker", "ProviderLocation", "Publication", "PublicationType"]

@@ -1,0 +1,5 @@
+"""``connect-bridge``: the command line."""
+
+from bridge.cli.main import main
+
+__all__ = ["main"]
