@@ -56,7 +56,6 @@ from bridge.protocol import (
 
 __all__ = [
     "AgentStateNotFound",
-    "TokenSource",
     "BridgeClient",
     "BridgeError",
     "ClientClosed",
@@ -75,6 +74,7 @@ __all__ = [
     "RequestFailed",
     "RequestTimeout",
     "Stream",
+    "TokenSource",
     "UpdateAgentStateFailed",
     "error_from_envelope",
 ]
