@@ -6,7 +6,7 @@ connections of the same agent on *any* node. It knows five things:
 * **publications** on an agent's channel (events, errors for a requester,
   provider arrivals and departures), delivered to every node that *follows*
   the agent, the publishing node included;
-* the agent's **retained state** (its last ``SetAgentState``);
+* the agent's **retained frames**, one per *slot* (a kind, or a kind and a key);
 * the **provider registry**: which node and connection hold an agent's
   provider;
 * **requests**, delivered to the node that holds the agent's provider;
@@ -90,10 +90,21 @@ class Broker(abc.ABC):
     async def publish(self, agent: str, publication: Publication) -> None: ...
 
     @abc.abstractmethod
-    async def set_retained(self, agent: str, data: bytes) -> None: ...
+    async def set_retained(self, agent: str, slot: str, data: bytes) -> None:
+        """Keep ``data`` as the agent's retained frame in ``slot``, replacing the slot's last one.
+
+        A slot is a kind (``Amazon/Agent/SetAgentState``), or a kind and a key
+        (``Amazon/InboundCall/InboundCallStateChange#<contact id>``), as the
+        kind's schema declares (``x-bridge.retain``).
+        """
 
     @abc.abstractmethod
-    async def get_retained(self, agent: str) -> bytes | None: ...
+    async def drop_retained(self, agent: str, slot: str) -> None:
+        """Forget the agent's retained frame in ``slot`` (if any)."""
+
+    @abc.abstractmethod
+    async def get_retained(self, agent: str) -> list[bytes]:
+        """The agent's retained frames, one per slot, in the order the slots were first set."""
 
     @abc.abstractmethod
     async def claim_provider(self, agent: str, connection_id: str) -> None:

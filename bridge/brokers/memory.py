@@ -12,7 +12,7 @@ class MemoryBroker(Broker):
         self.node_id = node_id
         self._handler: BrokerHandler | None = None
         self._followed: set[str] = set()
-        self._retained: dict[str, bytes] = {}
+        self._retained: dict[str, dict[str, bytes]] = {}
         self._providers: dict[str, str] = {}
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -34,11 +34,18 @@ class MemoryBroker(Broker):
         if self._handler is not None and agent in self._followed:
             self._handler.on_publication(agent, publication)
 
-    async def set_retained(self, agent: str, data: bytes) -> None:
-        self._retained[agent] = data
+    async def set_retained(self, agent: str, slot: str, data: bytes) -> None:
+        self._retained.setdefault(agent, {})[slot] = data
 
-    async def get_retained(self, agent: str) -> bytes | None:
-        return self._retained.get(agent)
+    async def drop_retained(self, agent: str, slot: str) -> None:
+        slots = self._retained.get(agent)
+        if slots is not None:
+            slots.pop(slot, None)
+            if not slots:
+                del self._retained[agent]
+
+    async def get_retained(self, agent: str) -> list[bytes]:
+        return list(self._retained.get(agent, {}).values())
 
     async def claim_provider(self, agent: str, connection_id: str) -> None:
         self._providers[agent] = connection_id
