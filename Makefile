@@ -14,7 +14,9 @@ demo: install
 
 test: install browser
 	$(BIN)/mypy bridge
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
+	npm test
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -34,6 +36,7 @@ browser:
 
 lint: install
 	$(BIN)/mypy bridge
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m ruff check bridge tests benchmarks
 
 bench: install

@@ -13,7 +13,7 @@ targets, in rotating order over the repetitions:
 Ratios printed: redis2 / hub and redis2 / bare. Redis itself is the
 machine's service (not pinned, shared with anything else using it); its CPU
 over the window is printed. Keys under the run's prefix are deleted at the
-end. Needs ``bridge/redis_broker.py`` and a reachable Redis
+end. Needs ``bridge.brokers.redis`` and a reachable Redis
 (``$BENCH_REDIS_URL`` to use another local one); otherwise the script says
 why and exits 0 without figures.
 

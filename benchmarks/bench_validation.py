@@ -38,7 +38,8 @@ import orjson
 
 import bridge
 from bridge.hub.core.pending import PendingRequests
-from bridge.hub.core.router import Forward, Peer, Publish, Router
+from bridge.hub.core.outputs import Forward, Publish
+from bridge.hub.core.router import Peer, Router
 from bridge.hub.metrics import Metrics
 from bridge.protocol import Role, kind_of
 from bridge.protocol.catalog import Catalog
@@ -79,8 +80,8 @@ def main() -> None:
     metrics = Metrics(dict)
     router = Router(catalog, secret=None, open_mode=True, on_frame=metrics.frame_in)
     bare_router = Router(catalog, secret=None, open_mode=True)
-    app = Peer("c-app", "agent1", Role.APP, "bench")
-    provider = Peer("c-provider", "agent1", Role.PROVIDER, "bench")
+    app = Peer("c-app", Role.APP, "bench", ("agent1",))
+    provider = Peer("c-provider", Role.PROVIDER, "bench", ("agent1",))
 
     request = c.seed_request()
     event = c.seed_event()

@@ -331,9 +331,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 def redis_problem() -> str | None:
     """Why the Redis runs cannot happen here, or ``None`` when they can."""
     try:
-        import bridge.brokers.redis  # noqa: F401
+        import bridge.brokers.redis.broker  # noqa: F401
     except ImportError as exc:
-        return f"bridge/redis_broker.py cannot be imported ({exc})"
+        return f"bridge.brokers.redis cannot be imported ({exc})"
     try:
         import redis
 

@@ -74,7 +74,7 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bridge"]
 
 
-#: Fast settings for test nodes (read by RedisBroker from the environment).
+#: Fast settings for test nodes (read by the hub's configuration from the environment).
 FAST_REDIS_ENV = {
     "BRIDGE_REDIS_HEARTBEAT": "0.5",
     "BRIDGE_REDIS_PROVIDER_TTL": "2.5",

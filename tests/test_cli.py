@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from bridge.protocol.tokens import verify_token
 
-from .helpers import SAMPLES
+from .helpers import SAMPLES, free_port
 
 CLI = [sys.executable, "-m", "bridge"]
 SECRET = "cli-test-secret-long-enough-for-hs256"
 
 
+def environment(**extra: str) -> dict[str, str]:
+    """This process's environment without any BRIDGE_ variable, plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}, **extra}
+
+
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env=environment(**(env or {})))
 
 
 def test_token_prints_a_token_the_hub_accepts() -> None:
@@ -29,8 +36,7 @@ def test_token_prints_a_token_the_hub_accepts() -> None:
 
 
 def test_token_without_a_secret_says_so() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "BRIDGE_SECRET"}
-    result = subprocess.run([*CLI, "token", "--agent", "a"], capture_output=True, text=True, env=env, timeout=30)
+    result = run("token", "--agent", "a")
     assert result.returncode == 2 and "BRIDGE_SECRET" in result.stderr
 
 
@@ -58,8 +64,7 @@ def test_serve_refuses_open_mode_off_loopback() -> None:
 
 
 def test_serve_needs_a_secret_unless_open() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "BRIDGE_SECRET"}
-    result = subprocess.run([*CLI, "serve", "--port", "0"], capture_output=True, text=True, env=env, timeout=30)
+    result = run("serve", "--port", "0")
     assert result.returncode == 2 and "no secret" in result.stderr
 
 
@@ -68,3 +73,33 @@ def test_serve_stops_on_a_broken_schema_file(tmp_path: Path) -> None:
     result = run("serve", "--open", "--port", "0", "--schemas", str(tmp_path))
     assert result.returncode == 1
     assert "oops.json" in result.stderr and "not valid JSON" in result.stderr
+
+
+def test_serve_takes_its_settings_from_the_environment() -> None:
+    """The variables reach a real node: BRIDGE_OPEN_MODE and BRIDGE_PORT, no option given."""
+    port = free_port()
+    env = environment(BRIDGE_OPEN_MODE="yes", BRIDGE_PORT=str(port))
+    process = subprocess.Popen([*CLI, "serve"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stderr is not None
+        lines = iter(process.stderr.readline, "")
+        assert any(f"listening on ws://127.0.0.1:{port}/ws" in line for line in lines)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200 and "connections" in json.loads(response.read())
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
+
+
+def test_token_reads_the_secret_file_from_the_environment(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    result = run("token", "--agent", "agent1", env={"BRIDGE_SECRET_FILE": str(secret_file)})
+    assert result.returncode == 0, result.stderr
+    assert verify_token(SECRET, result.stdout.strip()).agent == "agent1"
+
+
+def test_token_refuses_a_secret_on_the_command_line() -> None:
+    result = run("token", "--agent", "agent1", "--secret", SECRET)
+    assert result.returncode == 2 and "process list" in result.stderr

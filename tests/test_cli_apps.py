@@ -533,7 +533,7 @@ def test_pretty_view_on_a_terminal_keeps_a_status_line() -> None:
     )
     text = out.getvalue()
     assert "ProviderStatus: provider connected\n" in text
-    assert text.endswith("agent1 ▸ state unknown · provider: ? · closed")
+    assert text.endswith("agent1 ▸ state unknown · provider: ? · idle")
     assert "\r\x1b[K" in text
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import random
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -29,6 +33,7 @@ from bridge.client import (
     RequestTimeout,
     Stream,
     UpdateAgentStateFailed,
+    backoff_delay,
     error_from_envelope,
 )
 from bridge.hub.config import HubConfig
@@ -39,6 +44,9 @@ from bridge.sim.virtual_agent import VirtualAgent
 
 from . import helpers
 from .helpers import free_port, within
+
+#: The browser client, which must keep the same names and defaults as this one.
+JS_CLIENT = Path(__file__).resolve().parents[1] / "static" / "js" / "lib" / "client.js"
 
 SECRET = "client-tests-secret-0123456789abcdef"
 SET_AGENT_STATE = "Amazon/Agent/SetAgentState"
@@ -75,7 +83,7 @@ async def test_request_returns_the_answering_event(hub: HubServer, agent: Virtua
         assert bus.welcome is not None and bus.welcome["role"] == "app"
         assert (bus.agent, bus.provider_connected) == ("agent1", True)
         answer = await within(
-            bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"}, timeout=5)
+            bus.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Break"}, timeout=5)
         )
         assert answer["subtopic"] == "SetAgentState"
         assert answer["message"]["data"]["reasonCode"] == {"id": "Break"}
@@ -85,11 +93,44 @@ async def test_request_returns_the_answering_event(hub: HubServer, agent: Virtua
         assert bus.last(Kind("Amazon", "Agent", "SetAgentState")) == answer
 
 
+async def test_request_by_kind_string_kind_or_three_names(hub: HubServer, agent: VirtualAgent) -> None:
+    async with app(hub.url) as bus:
+        by_string = await within(bus.request("Amazon/Agent/GetStates", timeout=5))
+        by_kind = await within(bus.request(Kind("Amazon", "Agent", "GetStates"), None, timeout=5))
+        by_names = await within(bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"}))
+        assert by_string["message"] == by_kind["message"]
+        assert by_names["message"]["event"] == "Break"
+        with pytest.raises(ValueError):
+            await bus.request("Amazon/Agent")
+        with pytest.raises(TypeError):
+            await bus.request("Amazon/Agent/GetStates", "not a dict")  # type: ignore[call-overload]
+        with pytest.raises(TypeError):
+            await bus.request("Amazon", "Agent")  # type: ignore[call-overload]
+
+
+async def test_last_is_the_latest_event_of_the_current_connection(
+    hub: HubServer, agent: VirtualAgent
+) -> None:
+    async with app(hub.url) as bus:
+        stream = bus.events(SET_AGENT_STATE)
+        assert (await within(stream.get()))["retained"] is True
+        states = await within(bus.request("Amazon/Agent/GetStates"))
+        assert bus.last("Amazon/Agent/GetStates") == states
+        assert bus.last("Bridge/Session/Welcome") is None  # Welcome is bus.welcome, not an event
+        assert bus._ws is not None
+        bus._ws.transport.abort()
+        replayed = await within(stream.get())
+        assert replayed["retained"] is True and bus.connections == 2
+        assert bus.last(SET_AGENT_STATE) == replayed
+        # GetStates answers are not retained: the new connection has not seen one.
+        assert bus.last("Amazon/Agent/GetStates") is None
+
+
 async def test_request_ids_are_unique(hub: HubServer, agent: VirtualAgent) -> None:
     async with app(hub.url) as bus:
         answers = await within(
             asyncio.gather(
-                *(bus.request("Amazon", "Agent", "GetStates", timeout=5) for _ in range(20))
+                *(bus.request("Amazon/Agent/GetStates", timeout=5) for _ in range(20))
             )
         )
         assert len({a["replyTo"] for a in answers}) == 20
@@ -117,7 +158,7 @@ async def test_token_hello_on_a_secured_hub() -> None:
 
             async with BridgeClient(hub.url, token=token, source="test", **FAST) as bus:
                 assert bus.agent == "agent7" and calls == 1
-                answer = await within(bus.request("Amazon", "Agent", "Logout", timeout=5))
+                answer = await within(bus.request("Amazon/Agent/Logout", timeout=5))
                 assert answer["message"]["data"]["state"] == "Logout"
 
 
@@ -156,7 +197,7 @@ async def test_errors_raise_their_own_exception(
         await agent.set_fail_updates(True)
     async with app(hub.url) as bus:
         with pytest.raises(expected) as caught:
-            await within(bus.request("Amazon", "Agent", subtopic, data, timeout=5))
+            await within(bus.request(f"Amazon/Agent/{subtopic}", data, timeout=5))
     failure = caught.value
     assert failure.error_type == error_type
     assert failure.msg and failure.error_message
@@ -168,14 +209,14 @@ async def test_no_provider_is_provider_unavailable(hub: HubServer) -> None:
     async with app(hub.url) as bus:
         assert bus.provider_connected is False
         with pytest.raises(ProviderUnavailable) as caught:
-            await within(bus.request("Amazon", "Agent", "GetStates", timeout=5))
+            await within(bus.request("Amazon/Agent/GetStates", timeout=5))
         assert caught.value.msg == "The agent's softphone is not connected."
 
 
 async def test_a_provider_may_not_send_requests(hub: HubServer) -> None:
     async with BridgeClient(hub.url, agent="agent1", role="provider", **FAST) as provider:
         with pytest.raises(Forbidden):
-            await within(provider.request("Amazon", "Agent", "GetStates", timeout=5))
+            await within(provider.request("Amazon/Agent/GetStates", timeout=5))
 
 
 async def test_flooding_is_rate_limited() -> None:
@@ -183,7 +224,7 @@ async def test_flooding_is_rate_limited() -> None:
         with pytest.raises(RateLimited):
             for _ in range(10):
                 with pytest.raises(ProviderUnavailable):
-                    await within(bus.request("Amazon", "Agent", "GetStates", timeout=5))
+                    await within(bus.request("Amazon/Agent/GetStates", timeout=5))
 
 
 async def test_hub_timeout_is_request_timeout() -> None:
@@ -193,7 +234,7 @@ async def test_hub_timeout_is_request_timeout() -> None:
         app(hub.url) as bus,
     ):
         with pytest.raises(RequestTimeout) as caught:
-            await within(bus.request("Amazon", "Agent", "GetStates", timeout=5))
+            await within(bus.request("Amazon/Agent/GetStates", timeout=5))
     assert caught.value.local is False
     assert caught.value.error_type == "REQUEST_TIMEOUT"
     assert isinstance(caught.value, TimeoutError)
@@ -205,7 +246,7 @@ async def test_client_timeout_is_request_timeout(hub: HubServer) -> None:
         app(hub.url) as bus,
     ):
         with pytest.raises(RequestTimeout) as caught:
-            await within(bus.request("Amazon", "Agent", "GetStates", timeout=0.05))
+            await within(bus.request("Amazon/Agent/GetStates", timeout=0.05))
         assert caught.value.local is True
         assert caught.value.request == Kind("Amazon", "Agent", "GetStates")
         assert bus.state is ConnectionState.OPEN  # a timeout costs only that request
@@ -268,7 +309,7 @@ async def test_in_flight_request_fails_when_the_hub_stops() -> None:
         await provider.start()
         bus = app(hub.url)
         await bus.start()
-        pending = asyncio.create_task(bus.request("Amazon", "Agent", "GetStates", timeout=30))
+        pending = asyncio.create_task(bus.request("Amazon/Agent/GetStates", timeout=30))
         await within(provider.requests().get())  # it reached the provider, which keeps it
     # Leaving the block stopped the hub.
     with pytest.raises(ConnectionLost) as caught:
@@ -302,13 +343,13 @@ async def test_reconnects_after_hub_restart_and_gets_retained_state_again() -> N
         await bus.start()
         stream = bus.events(SET_AGENT_STATE)
         assert (await within(stream.get()))["retained"] is True
-        await within(bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Lunch"}))
+        await within(bus.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Lunch"}))
         assert (await within(stream.get()))["message"]["event"] == "Lunch"
         gate.clear()
     # The hub is gone: both clients try again and again.
     await within(bus.wait_for_state(ConnectionState.RECONNECTING))
     with pytest.raises(ConnectionLost):
-        await bus.request("Amazon", "Agent", "GetStates")
+        await bus.request("Amazon/Agent/GetStates")
     async with running_hub(**secured) as second:
         await within(va.client.wait_for_state(ConnectionState.OPEN))
         async with BridgeClient(
@@ -322,7 +363,7 @@ async def test_reconnects_after_hub_restart_and_gets_retained_state_again() -> N
         assert again["retained"] is True
         assert again["message"]["event"] == "Lunch"  # the virtual agent kept its state
         assert bus.connections == 2
-        answer = await within(bus.request("Amazon", "Agent", "SetReady"))
+        answer = await within(bus.request("Amazon/Agent/SetReady"))
         assert answer["message"]["data"]["state"] == "Ready"
         await bus.close()
         await va.close()
@@ -354,7 +395,7 @@ async def test_two_clients_see_the_same_events(hub: HubServer, agent: VirtualAge
             assert (await within(bus.wait_for(SET_AGENT_STATE)))["retained"] is True
         streams = [one.events(SET_AGENT_STATE), two.events(SET_AGENT_STATE)]
         answer = await within(
-            one.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Training"})
+            one.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Training"})
         )
         for stream in streams:
             assert await within(stream.get()) == answer
@@ -370,7 +411,7 @@ async def test_events_can_start_with_the_current_state(hub: HubServer, agent: Vi
         await within(bus.wait_for(SET_AGENT_STATE))
         stream = bus.events(SET_AGENT_STATE, current=True)
         assert (await within(stream.get()))["message"]["event"] == "Available"
-        await within(bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Lunch"}))
+        await within(bus.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Lunch"}))
         assert (await within(stream.get()))["message"]["event"] == "Lunch"
         everything = bus.events(current=True)
         assert {(await within(everything.get()))["subtopic"] for _ in range(2)} == {
@@ -400,7 +441,7 @@ async def test_close_ends_streams_and_pending_requests(hub: HubServer) -> None:
         bus = app(hub.url)
         await bus.start()
         events = bus.events()
-        pending = asyncio.create_task(bus.request("Amazon", "Agent", "GetStates", timeout=30))
+        pending = asyncio.create_task(bus.request("Amazon/Agent/GetStates", timeout=30))
         await asyncio.sleep(0)
         await bus.close()
         with pytest.raises(ClientClosed):
@@ -408,7 +449,7 @@ async def test_close_ends_streams_and_pending_requests(hub: HubServer) -> None:
         assert [e["subtopic"] async for e in events] == ["ProviderStatus"]
         assert bus.state is ConnectionState.CLOSED
         with pytest.raises(ClientClosed):
-            await bus.request("Amazon", "Agent", "GetStates")
+            await bus.request("Amazon/Agent/GetStates")
         await bus.close()  # twice is fine
 
 
@@ -436,10 +477,26 @@ async def test_provider_sees_errors_that_answer_nothing(hub: HubServer) -> None:
 
 async def test_publish_without_connection_is_connection_lost(hub: HubServer) -> None:
     provider = BridgeClient(hub.url, agent="agent1", role="provider", **FAST)
+    assert provider.state is ConnectionState.IDLE
+    with pytest.raises(ConnectionLost) as caught:
+        await provider.publish(SET_AGENT_STATE, {})
+    assert not isinstance(caught.value, ClientClosed)
+    await provider.close()
     with pytest.raises(ClientClosed):
         await provider.publish(SET_AGENT_STATE, {})
     with pytest.raises(RuntimeError):
         app(hub.url).requests()
+
+
+async def test_a_failing_token_function_is_connect_failed(hub: HubServer) -> None:
+    def token() -> str:
+        raise OSError("the token service is down")
+
+    bus = BridgeClient(hub.url, token=token, **FAST)
+    with pytest.raises(ConnectFailed) as caught:
+        await within(bus.start())
+    assert "token service is down" in caught.value.error_message
+    assert bus.state is ConnectionState.CLOSED
 
 
 async def test_retry_first_connect_waits_for_the_hub() -> None:
@@ -462,6 +519,58 @@ async def test_stream_drops_the_oldest_when_full() -> None:
     assert stream.dropped == 2
     stream.close()
     assert [n async for n in stream] == [4, 6]
+
+
+async def test_starts_idle_and_once(hub: HubServer) -> None:
+    bus = app(hub.url)
+    assert bus.state is ConnectionState.IDLE
+    await bus.start()
+    with pytest.raises(RuntimeError):
+        await bus.start()
+    await bus.close()
+    unstarted = app(hub.url)
+    await unstarted.close()
+    assert unstarted.state is ConnectionState.CLOSED
+    with pytest.raises(RuntimeError):
+        await unstarted.start()
+
+
+def test_backoff_is_full_jitter() -> None:
+    class Fixed(random.Random):
+        def random(self) -> float:
+            return 0.5
+
+    assert backoff_delay(0, 0.5, 30.0, Fixed()) == 0.25
+    assert backoff_delay(3, 0.5, 30.0, Fixed()) == 2.0
+    assert backoff_delay(10, 0.5, 30.0, Fixed()) == 15.0  # capped at the maximum
+    assert backoff_delay(2, rng=Fixed()) == 1.0  # the defaults: 0.5 s, 30 s
+    for _ in range(100):
+        assert 0 <= backoff_delay(4) < 8.0
+
+
+def _js_object(name: str) -> dict[str, str]:
+    """The members of ``export const NAME = Object.freeze({...})`` in the browser client."""
+    block = re.search(rf"export const {name} = Object\.freeze\(\{{(.*?)\}}\);", JS_CLIENT.read_text(), re.S)
+    assert block is not None, name
+    return dict(re.findall(r"^\s*(\w+): \"?([\w.]+)\"?,", block.group(1), re.M))
+
+
+def test_the_browser_client_has_the_same_states_errors_and_defaults() -> None:
+    assert _js_object("ConnectionState") == {state.name: state.value for state in ConnectionState}
+    client_errors = {"CONNECTION_LOST", "CONNECT_FAILED", "CLIENT_CLOSED", "REPLACED"}
+    assert _js_object("ClientErrorType") == {name: name for name in client_errors}
+    defaults = inspect.signature(BridgeClient).parameters
+    seconds = {
+        "requestTimeout": "request_timeout",
+        "connectTimeout": "connect_timeout",
+        "backoffInitial": "backoff_initial",
+        "backoffMax": "backoff_max",
+        "stableAfter": "stable_after",
+    }
+    js = _js_object("DEFAULTS")
+    assert set(js) == set(seconds)
+    for js_name, py_name in seconds.items():
+        assert float(js[js_name]) == defaults[py_name].default * 1000, js_name
 
 
 def test_client_needs_one_way_to_say_who_it_is() -> None:

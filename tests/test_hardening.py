@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.hub.config import HubConfig
-from bridge.hub.core.router import Close, Forward, Peer, Publish, Reply, Router
+from bridge.hub.core.outputs import Answer, Close, Forward, Publish, Send
+from bridge.hub.core.router import Peer, Router
 from bridge.hub.server import HubServer
 from bridge.protocol import Role
 from bridge.protocol.catalog import Catalog
@@ -107,8 +108,8 @@ envelope_like = st.fixed_dictionaries(
 
 def check_outputs(router: Router, outputs: list[Any]) -> None:
     for output in outputs:
-        assert isinstance(output, (Reply, Forward, Publish, Close)), output
-        if isinstance(output, Reply):
+        assert isinstance(output, (Send, Forward, Publish, Answer, Close)), output
+        if isinstance(output, Send):
             error = orjson.loads(output.data)
             assert CATALOG.validate(error) is None, error
             assert error["subtopic"] == "ApiError"
@@ -118,20 +119,20 @@ def check_outputs(router: Router, outputs: list[Any]) -> None:
 @given(value=json_values | envelope_like, role=st.sampled_from([Role.APP, Role.PROVIDER]))
 def test_arbitrary_json_never_escapes_as_an_exception(value: Any, role: Role) -> None:
     router = Router(CATALOG, secret=None, open_mode=True)
-    peer = Peer("c-1", "agent1", role, "fuzz")
+    peer = Peer("c-1", role, "fuzz", ("agent1",))
     outputs = router.receive(peer, orjson.dumps(value))
     check_outputs(router, outputs)
     forwards = [o for o in outputs if isinstance(o, Forward)]
     assert len(router.pending) == len(forwards)  # nothing pending that was not sent on
-    assert isinstance(router.hello(orjson.dumps(value)), object)
+    assert isinstance(router.hello("c-2", orjson.dumps(value)), object)
 
 
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=200))
 def test_arbitrary_bytes_never_escape_as_an_exception(data: bytes) -> None:
     router = Router(CATALOG, secret=None, open_mode=True)
-    check_outputs(router, router.receive(Peer("c-1", "agent1", Role.APP, "fuzz"), data))
-    router.hello(data)
+    check_outputs(router, router.receive(Peer("c-1", Role.APP, "fuzz", ("agent1",)), data))
+    router.hello("c-2", data)
 
 
 # --- graceful shutdown ----------------------------------------------------------------

@@ -26,16 +26,15 @@ from redis.asyncio.connection import SSLConnection
 from websockets.exceptions import ConnectionClosed
 
 from bridge.brokers import Publication, PublicationType
-from bridge.brokers.redis.broker import (
-    RedisBroker,
-    decode_publication,
-    decode_request,
-    encode_publication,
-    encode_request,
-)
+from bridge.brokers.redis import RedisBroker
+from bridge.brokers.redis.codec import decode_publication, decode_request, encode_publication, encode_request
+from bridge.brokers.redis.keys import RedisKeys
+from bridge.brokers.redis.retained import decode_frames
+from bridge.brokers.redis.settings import DEFAULT_HEARTBEAT, RedisSettings
 from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 
+from .brokers.recorder import Recorder
 from .helpers import within
 from .redis_helpers import (
     Client,
@@ -92,6 +91,23 @@ def registry(redis_url: str, key: str) -> bytes | None:
         client.close()
 
 
+def stored_frames(redis_url: str, prefix: str, agent: str) -> list[bytes]:
+    """The agent's retained frames as Redis holds them, in slot order."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        fields: dict[bytes, bytes] = client.hgetall(RedisKeys(prefix).retained(agent))  # type: ignore[assignment]
+        return decode_frames(fields)
+    finally:
+        client.close()
+
+
+def make_broker(url: str, prefix: str, **settings: Any) -> RedisBroker:
+    return RedisBroker(url, settings=RedisSettings(prefix=prefix, **settings))
+
+
+STATE = "Amazon/Agent/SetAgentState"
+
+
 def set_not_ready(request_id: str | None = None) -> dict[str, Any]:
     envelope = sample("seed-SetNotReady.request.json")
     if request_id is not None:
@@ -135,36 +151,24 @@ def test_publication_and_request_frames_pass_untouched() -> None:
 
 def test_urls_with_password_and_tls_are_honoured() -> None:
     """Parsing only: the shared test server has no password and no TLS."""
-    broker = RedisBroker("rediss://bridge:s3cr%40t@redis.example.net:6380/3", prefix="deployment-b")
-    kwargs = broker.redis.connection_pool.connection_kwargs
+    parsed = make_broker("rediss://bridge:s3cr%40t@redis.example.net:6380/3", "deployment-b")
+    kwargs = parsed.redis.connection_pool.connection_kwargs
     assert kwargs["password"] == "s3cr@t"
     assert kwargs["username"] == "bridge"
     assert kwargs["host"] == "redis.example.net" and kwargs["port"] == 6380 and kwargs["db"] == 3
-    assert broker.redis.connection_pool.connection_class is SSLConnection
-    assert broker.provider_key("agent1") == "deployment-b:provider:agent1"
-    assert broker.agent_channel("agent1") == b"deployment-b:agent:agent1"
+    assert parsed.redis.connection_pool.connection_class is SSLConnection
+    assert parsed.keys.provider("agent1") == "deployment-b:provider:agent1"
+    assert parsed.keys.agent_channel("agent1") == b"deployment-b:agent:agent1"
+    assert parsed.keys.retained("agent1") == "deployment-b:retained:agent1"
 
 
-class Recorder:
-    """A BrokerHandler that writes down what it is told."""
-
-    def __init__(self) -> None:
-        self.publications: list[tuple[str, Publication]] = []
-        self.requests: list[tuple[str, str, bytes]] = []
-        self.health: list[bool] = []
-        self.resyncs = 0
-
-    def on_publication(self, agent: str, publication: Publication) -> None:
-        self.publications.append((agent, publication))
-
-    def on_request(self, agent: str, request_id: str, data: bytes) -> None:
-        self.requests.append((agent, request_id, data))
-
-    def on_broker_health(self, healthy: bool) -> None:
-        self.health.append(healthy)
-
-    def on_resync(self) -> None:
-        self.resyncs += 1
+def test_the_broker_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come from RedisSettings only (the hub's configuration reads the environment)."""
+    monkeypatch.setenv("BRIDGE_REDIS_HEARTBEAT", "0.25")
+    monkeypatch.setenv("BRIDGE_REDIS_PREFIX", "from-the-environment")
+    built = RedisBroker("redis://127.0.0.1:1/0")
+    assert built.settings == RedisSettings() and built.settings.heartbeat == DEFAULT_HEARTBEAT
+    assert built.keys.prefix == "connect-bridge"
 
 
 async def test_a_wrong_password_leaves_the_node_degraded_not_crashed(redis_url: str, prefix: str) -> None:
@@ -172,23 +176,25 @@ async def test_a_wrong_password_leaves_the_node_degraded_not_crashed(redis_url: 
     is survivable. (redis-py ignores a bare password on a server that has none, so a
     user name is what makes this server say no.)"""
     parts = urlsplit(redis_url)
-    broker = RedisBroker(f"redis://nosuchuser:wrong@{parts.netloc}{parts.path}", prefix=prefix, timeout=1)
+    refused = make_broker(f"redis://nosuchuser:wrong@{parts.netloc}{parts.path}", prefix, timeout=1)
     recorder = Recorder()
-    await broker.start(recorder)
+    await refused.start(recorder)
     try:
-        assert not broker.healthy and recorder.health == [False]
+        assert not refused.healthy and recorder.health == [False]
         # Degraded, it still serves this node alone.
-        await broker.follow("a1")
-        await broker.claim_provider("a1", "c-1")
-        assert await broker.send_request("a1", "r-1", b"{}") == "c-1"
+        await refused.follow("a1")
+        await refused.claim_provider("a1", "c-1")
+        assert await refused.send_request("a1", "r-1", b"{}") == "c-1"
         assert recorder.requests == [("a1", "r-1", b"{}")]
+        await refused.set_retained("a1", STATE, b"state")
+        assert await refused.get_retained("a1") == [b"state"]
     finally:
-        await broker.close()
+        await refused.close()
 
 
 async def test_registry_compare_and_delete_and_heartbeat(redis_url: str, prefix: str) -> None:
-    a = RedisBroker(redis_url, prefix=prefix, heartbeat=0.2, provider_ttl=0.6)
-    b = RedisBroker(redis_url, prefix=prefix, heartbeat=0.2, provider_ttl=0.6)
+    a = make_broker(redis_url, prefix, heartbeat=0.2, provider_ttl=0.6)
+    b = make_broker(redis_url, prefix, heartbeat=0.2, provider_ttl=0.6)
     handlers = Recorder(), Recorder()
     await a.start(handlers[0])
     await b.start(handlers[1])
@@ -204,21 +210,14 @@ async def test_registry_compare_and_delete_and_heartbeat(redis_url: str, prefix:
         # A takeover on b; a's late release must not delete b's entry.
         await b.claim_provider("a1", "c-b")
         assert await a.release_provider("a1", "c-a") is False
-        assert registry(redis_url, b.provider_key("a1")) == f"{b.node_id} c-b".encode()
+        assert registry(redis_url, b.keys.provider("a1")) == f"{b.node_id} c-b".encode()
         # Both nodes saw both arrivals, in order.
         for handler in handlers:
             await eventually(lambda h=handler: len(h.publications) >= 2)
             ups = [p.connection_id for _, p in handler.publications if p.type is PublicationType.PROVIDER_UP]
             assert ups[:2] == ["c-a", "c-b"]
         assert await b.release_provider("a1", "c-b") is True
-        assert registry(redis_url, b.provider_key("a1")) is None
-        # Retained state carries a TTL (a day by default), refreshed on each write.
-        await a.set_retained("a1", b"{}")
-        await a.flush()  # set_retained only queues the write
-        client = aioredis.from_url(redis_url)
-        ttl = await client.ttl(a.retained_key("a1"))
-        await client.aclose()
-        assert 86000 < ttl <= 86400
+        assert registry(redis_url, b.keys.provider("a1")) is None
     finally:
         await a.close()
         await b.close()
@@ -226,30 +225,30 @@ async def test_registry_compare_and_delete_and_heartbeat(redis_url: str, prefix:
 
 async def test_entries_of_a_node_that_no_longer_listens_are_dropped(redis_url: str, prefix: str) -> None:
     """What a SIGKILLed node leaves behind: an entry naming a node nobody hears."""
-    broker = RedisBroker(redis_url, prefix=prefix, heartbeat=0.2, provider_ttl=30)
+    node = make_broker(redis_url, prefix, heartbeat=0.2, provider_ttl=30)
     recorder = Recorder()
-    await broker.start(recorder)
+    await node.start(recorder)
     client = aioredis.from_url(redis_url)
     try:
         # A request finds the ghost: it fails at once, and the entry is dropped and announced.
-        await client.set(broker.provider_key("g1"), b"deadnode c-ghost1", px=30_000)
-        await broker.follow("g1")
-        assert await broker.send_request("g1", "r-1", b"{}") is None
-        assert await client.get(broker.provider_key("g1")) is None
+        await client.set(node.keys.provider("g1"), b"deadnode c-ghost1", px=30_000)
+        await node.follow("g1")
+        assert await node.send_request("g1", "r-1", b"{}") is None
+        assert await client.get(node.keys.provider("g1")) is None
         down = Publication(PublicationType.PROVIDER_DOWN, connection_id="c-ghost1")
         await eventually(lambda: ("g1", down) in recorder.publications)
         # Nobody asks: the heartbeat's sweep finds it for the agents this node follows.
-        await client.set(broker.provider_key("g2"), b"deadnode c-ghost2", px=30_000)
-        await client.set(broker.provider_key("g3"), b"deadnode c-ghost3", px=30_000)
-        await broker.follow("g2")
+        await client.set(node.keys.provider("g2"), b"deadnode c-ghost2", px=30_000)
+        await client.set(node.keys.provider("g3"), b"deadnode c-ghost3", px=30_000)
+        await node.follow("g2")
         await eventually(lambda: ("g2", Publication(PublicationType.PROVIDER_DOWN, connection_id="c-ghost2"))
                          in recorder.publications)
-        assert await client.get(broker.provider_key("g2")) is None
+        assert await client.get(node.keys.provider("g2")) is None
         # An agent it does not follow is left to its TTL.
-        assert await client.get(broker.provider_key("g3")) == b"deadnode c-ghost3"
+        assert await client.get(node.keys.provider("g3")) == b"deadnode c-ghost3"
     finally:
         await client.aclose()
-        await broker.close()
+        await node.close()
 
 
 # --- two nodes, one bus ----------------------------------------------------------------
@@ -586,7 +585,7 @@ async def test_many_events_keep_their_order_across_nodes(redis_url: str, prefix:
         for (agent, _), names in zip(apps, received[: len(apps)], strict=True):
             assert names == [f"{agent}-{i}" for i in range(count)]
         for agent in homes:
-            assert registry(redis_url, f"{prefix}:retained:{agent}") == frames[agent][-1]
+            assert stored_frames(redis_url, prefix, agent) == [frames[agent][-1]]
         for _, app in apps:
             await app.close()
 
@@ -596,8 +595,8 @@ async def sender_and_watcher(
     redis_url: str, prefix: str, agent: str
 ) -> AsyncIterator[tuple[RedisBroker, Recorder]]:
     """Two brokers on one prefix: the first sends; the second follows ``agent`` and records."""
-    a = RedisBroker(redis_url, prefix=prefix)
-    b = RedisBroker(redis_url, prefix=prefix)
+    a = make_broker(redis_url, prefix)
+    b = make_broker(redis_url, prefix)
     seen = Recorder()
     await a.start(Recorder())
     await b.start(seen)
@@ -607,6 +606,24 @@ async def sender_and_watcher(
     finally:
         await a.close()
         await b.close()
+
+
+@contextlib.asynccontextmanager
+async def behind_a_proxy(
+    redis_url: str, prefix: str, **settings: Any
+) -> AsyncIterator[tuple[RedisBroker, Recorder, TcpProxy]]:
+    """A started broker that reaches Redis through a proxy the test can cut or stall."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    node = make_broker(f"redis://127.0.0.1:{proxy.port}{target.path}", prefix,
+                       **{"heartbeat": 0.3, "reconnect_max": 0.3, **settings})
+    recorder = Recorder()
+    await node.start(recorder)
+    try:
+        yield node, recorder, proxy
+    finally:
+        await node.close()
+        proxy.close()
 
 
 async def test_claims_and_releases_follow_queued_publications(redis_url: str, prefix: str) -> None:
@@ -627,7 +644,7 @@ async def test_claims_and_releases_follow_queued_publications(redis_url: str, pr
 async def test_close_sends_what_is_queued(redis_url: str, prefix: str) -> None:
     async with sender_and_watcher(redis_url, prefix, "w1") as (a, seen):
         for i in range(300):
-            await a.set_retained("w1", b"state %d" % i)
+            await a.set_retained("w1", STATE, b"state %d" % i)
             await a.publish("w1", Publication(PublicationType.EVENT, b"%d" % i))
         # publish() and set_retained() did not wait for Redis: all of it is still queued.
         assert a.pending_writes == 600
@@ -635,108 +652,178 @@ async def test_close_sends_what_is_queued(redis_url: str, prefix: str) -> None:
         assert a.pending_writes == 0
         await eventually(lambda: len(seen.publications) >= 300)
         assert [p.data for _, p in seen.publications] == [b"%d" % i for i in range(300)]
-        assert registry(redis_url, a.retained_key("w1")) == b"state 299"
+        assert stored_frames(redis_url, prefix, "w1") == [b"state 299"]
         # Closed, it no longer queues anything.
         await a.publish("w1", Publication(PublicationType.EVENT, b"late"))
         assert a.pending_writes == 0
+
+
+# --- retained frames in Redis ------------------------------------------------------------------
+
+
+async def test_retained_frames_are_one_hash_per_agent_with_a_ttl(redis_url: str, prefix: str) -> None:
+    """The layout of bridge/brokers/redis/retained.py: a frame and a rank per slot; every write
+    restarts the TTL; the hash goes with its last slot."""
+    node = make_broker(redis_url, prefix, retained_ttl=500)
+    await node.start(Recorder())
+    client = aioredis.from_url(redis_url)
+    key = node.keys.retained("r1")
+    call = "Amazon/InboundCall/InboundCallStateChange#c-1"
+    try:
+        await node.set_retained("r1", STATE, b"state")
+        await node.set_retained("r1", call, b"call")
+        await node.flush()  # set_retained only queues the write
+        assert await client.hgetall(key) == {
+            f"s:{STATE}".encode(): b"state", f"o:{STATE}".encode(): b"1",
+            f"s:{call}".encode(): b"call", f"o:{call}".encode(): b"2",
+            b"n": b"2",
+        }
+        assert 0 < await client.pttl(key) <= 500_000
+        await client.pexpire(key, 100_000)
+        await node.drop_retained("r1", STATE)  # a drop is a write too
+        await node.flush()
+        assert 100_000 < await client.pttl(key) <= 500_000
+        await node.drop_retained("r1", call)
+        await node.flush()
+        assert await client.exists(key) == 0
+        # Retained frames kept forever: no TTL at all.
+        forever = make_broker(redis_url, prefix, retained_ttl=0)
+        await forever.start(Recorder())
+        try:
+            await forever.set_retained("r1", STATE, b"kept")
+            await forever.flush()
+            assert await client.pttl(key) == -1
+        finally:
+            await forever.close()
+    finally:
+        await client.aclose()
+        await node.close()
 
 
 async def test_a_failed_batch_is_delivered_locally(
     redis_url: str, prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The queued batch meets a cut connection: the broker degrades, its own follower gets the
-    whole batch in order and once, the retained state is kept and written back on re-claim."""
-    target = urlsplit(redis_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
-    broker = RedisBroker(f"redis://127.0.0.1:{proxy.port}{target.path}", prefix=prefix,
-                         heartbeat=0.3, provider_ttl=1.5, reconnect_max=0.3, timeout=1)
-    recorder = Recorder()
+    whole batch in order and once, the retained frames are kept and written back on re-claim."""
     caplog.set_level(logging.WARNING, logger="bridge.redis")
-    await broker.start(recorder)
-    try:
-        await broker.follow("f1")
-        await broker.claim_provider("f1", "c-1")
+    call = "Amazon/InboundCall/InboundCallStateChange#c-1"
+    async with behind_a_proxy(redis_url, prefix, provider_ttl=1.5, timeout=1) as (node, recorder, proxy):
+        await node.follow("f1")
+        await node.claim_provider("f1", "c-1")
+        await node.set_retained("f1", call, b"ringing")
         await eventually(lambda: len(recorder.publications) == 1)  # our own PROVIDER_UP
         proxy.cut()
         # No await reached the event loop since the cut: the broker still believes Redis
         # is there, so these are queued, and the writer meets the cut connection.
-        assert broker.healthy
+        assert node.healthy
         for i in range(50):
-            await broker.set_retained("f1", b"state %d" % i)
-            await broker.publish("f1", Publication(PublicationType.EVENT, b"%d" % i))
-        assert broker.pending_writes == 100
-        await broker.flush()
-        assert not broker.healthy
-        assert "a batch of 100 Redis writes failed" in caplog.text
+            await node.set_retained("f1", STATE, b"state %d" % i)
+            await node.publish("f1", Publication(PublicationType.EVENT, b"%d" % i))
+        await node.drop_retained("f1", call)  # in the failed batch: owed to Redis
+        assert node.pending_writes == 101
+        await node.flush()
+        assert not node.healthy
+        assert "a batch of 101 Redis writes failed" in caplog.text
         events = [p.data for _, p in recorder.publications[1:]]
         assert events == [b"%d" % i for i in range(50)]
-        # Degraded, a publication still reaches this node's clients, after the batch.
-        await broker.publish("f1", Publication(PublicationType.EVENT, b"after"))
+        # Degraded, a publication still reaches this node's clients, after the batch,
+        # and the retained frames it set are served from its copy.
+        await node.publish("f1", Publication(PublicationType.EVENT, b"after"))
         assert recorder.publications[-1][1].data == b"after"
-        assert await broker.get_retained("f1") == b"state 49"
+        await node.set_retained("f1", "Amazon/Agent/Mute", b"muted")
+        assert await node.get_retained("f1") == [b"state 49", b"muted"]
+        assert stored_frames(redis_url, prefix, "f1") == [b"ringing"]  # what Redis has meanwhile
 
         proxy.restore()
-        await eventually(lambda: broker.healthy and recorder.resyncs == 1)
-        await broker.claim_provider("f1", "c-1")  # what the node does on resync
-        assert registry(redis_url, broker.retained_key("f1")) == b"state 49"
-    finally:
-        await broker.close()
-        proxy.close()
+        await eventually(lambda: node.healthy and recorder.resyncs == 1)
+        await node.claim_provider("f1", "c-1")  # what the node does on resync
+        assert stored_frames(redis_url, prefix, "f1") == [b"state 49", b"muted"]
+
+
+async def test_a_slot_dropped_and_set_again_during_an_outage_ends_last(redis_url: str, prefix: str) -> None:
+    async with behind_a_proxy(redis_url, prefix, provider_ttl=1.5, timeout=1) as (node, recorder, proxy):
+        await node.claim_provider("d1", "c-1")
+        for slot in ("k/a", "k/b", "k/c"):
+            await node.set_retained("d1", slot, slot.encode())
+        await node.flush()
+        proxy.cut()
+        await eventually(lambda: not node.healthy)
+        await node.drop_retained("d1", "k/a")
+        await node.set_retained("d1", "k/a", b"k/a again")
+        await node.drop_retained("d1", "k/b")
+        assert await node.get_retained("d1") == [b"k/c", b"k/a again"]
+        proxy.restore()
+        await eventually(lambda: node.healthy and recorder.resyncs == 1)
+        await node.claim_provider("d1", "c-1")
+        assert stored_frames(redis_url, prefix, "d1") == [b"k/c", b"k/a again"]
+        assert await node.get_retained("d1") == [b"k/c", b"k/a again"]
+
+
+# --- following -----------------------------------------------------------------------------------
+
+
+async def test_a_second_follow_waits_for_the_first_subscription(redis_url: str, prefix: str) -> None:
+    """Redis stops answering while a SUBSCRIBE is unconfirmed: a second follow of the same
+    agent does not return early; both return once the broker gives up on that connection."""
+    async with behind_a_proxy(redis_url, prefix, heartbeat=0.5, provider_ttl=3, timeout=2) as (node, _, proxy):
+        proxy.stall()
+        first = asyncio.create_task(node.follow("s1"))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(node.follow("s1"))
+        await asyncio.sleep(0.5)
+        assert not first.done() and not second.done()
+        proxy.resume()  # drops the stalled connections: the epoch ends, and frees both
+        await within(asyncio.gather(first, second), 10)
+        await eventually(lambda: node.healthy)
+        await node.follow("s1")  # resubscribed by the new epoch: returns at once
+
+
+# --- backpressure ----------------------------------------------------------------------------------
 
 
 async def test_a_full_queue_makes_publishers_wait(redis_url: str, prefix: str) -> None:
     """Backpressure: below the bound a write returns at once; the one that fills the queue
     returns only once the queue has been sent."""
-    broker = RedisBroker(redis_url, prefix=prefix)
-    await broker.start(Recorder())
+    node = make_broker(redis_url, prefix)
+    await node.start(Recorder())
     try:
-        broker.max_queued_writes = 10
+        node.writes.max_items = 10
         for i in range(9):
-            await broker.set_retained("p1", b"%d" % i)
-        assert broker.pending_writes == 9  # nothing awaited Redis
-        await broker.set_retained("p1", b"9")  # the tenth fills the queue
-        assert broker.pending_writes == 0
-        assert registry(redis_url, broker.retained_key("p1")) == b"9"
-        broker.max_queued_writes = 1000
-        broker.max_queued_bytes = 1000
-        await broker.set_retained("p1", b"x" * 600)
-        assert broker.pending_writes == 1
-        await broker.set_retained("p1", b"y" * 600)  # over the byte bound
-        assert broker.pending_writes == 0
-        assert registry(redis_url, broker.retained_key("p1")) == b"y" * 600
+            await node.set_retained("p1", STATE, b"%d" % i)
+        assert node.pending_writes == 9  # nothing awaited Redis
+        await node.set_retained("p1", STATE, b"9")  # the tenth fills the queue
+        assert node.pending_writes == 0
+        assert stored_frames(redis_url, prefix, "p1") == [b"9"]
+        node.writes.max_items = 1000
+        node.writes.max_bytes = 1000
+        await node.set_retained("p1", STATE, b"x" * 600)
+        assert node.pending_writes == 1
+        await node.set_retained("p1", STATE, b"y" * 600)  # over the byte bound
+        assert node.pending_writes == 0
+        assert stored_frames(redis_url, prefix, "p1") == [b"y" * 600]
     finally:
-        await broker.close()
+        await node.close()
 
 
 async def test_a_stalled_redis_frees_waiting_publishers_and_close(redis_url: str, prefix: str) -> None:
     """Redis stops answering: a publisher held by a full queue is freed by the command
     timeout (the broker degrades, the batch is delivered locally), and close does not
     wait for Redis beyond its bound."""
-    target = urlsplit(redis_url)
-    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
-    timeout = 0.5
-    broker = RedisBroker(f"redis://127.0.0.1:{proxy.port}{target.path}", prefix=prefix,
-                         heartbeat=0.3, provider_ttl=3, reconnect_max=0.3, timeout=timeout)
-    recorder = Recorder()
-    await broker.start(recorder)
-    try:
-        await broker.follow("s1")
-        broker.max_queued_writes = 20
+    async with behind_a_proxy(redis_url, prefix, provider_ttl=3, timeout=0.5) as (node, recorder, proxy):
+        await node.follow("s1")
+        node.writes.max_items = 20
         proxy.stall()
         for i in range(20):  # the twentieth fills the queue and waits, until the command timeout
-            await within(broker.publish("s1", Publication(PublicationType.EVENT, b"%d" % i)), 10)
-        assert not broker.healthy
+            await within(node.publish("s1", Publication(PublicationType.EVENT, b"%d" % i)), 10)
+        assert not node.healthy
         assert [p.data for _, p in recorder.publications] == [b"%d" % i for i in range(20)]
 
         # Again, healthy: this time close() meets the stalled batch.
         proxy.resume()
-        await eventually(lambda: broker.healthy)
+        await eventually(lambda: node.healthy)
         recorder.publications.clear()
         proxy.stall()
         for i in range(5):
-            await broker.publish("s1", Publication(PublicationType.EVENT, b"%d" % i))
-        await within(broker.close(), 10)  # bounded: it does not wait on the stalled Redis
+            await node.publish("s1", Publication(PublicationType.EVENT, b"%d" % i))
+        await within(node.close(), 10)  # bounded: it does not wait on the stalled Redis
         assert [p.data for _, p in recorder.publications] == [b"%d" % i for i in range(5)]
-    finally:
-        await broker.close()
-        proxy.close()

@@ -1,20 +1,43 @@
-"""The routing core in memory: no sockets, a fake clock."""
+"""The sans-I/O core in memory: no sockets, no broker, a fake clock.
+
+Each test feeds the router what a node would (a Hello, a frame, a broker
+publication, the passing of time, a departure) and checks the decisions it
+returns.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from bridge.hub.core.router import Answer, Close, Forward, Joined, Peer, Publish, Refused, Reply, Router
+from bridge.hub.core.outputs import (
+    Answer,
+    Attach,
+    Claim,
+    Close,
+    Deliver,
+    Detach,
+    Follow,
+    Forward,
+    Greet,
+    Publish,
+    Release,
+    Send,
+    Unfollow,
+)
+from bridge.hub.core.router import Joined, Limits, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import CloseCode, Role
 from bridge.protocol.catalog import Catalog
+from bridge.protocol.retention import RetainDecision
 from bridge.protocol.tokens import issue_token
 
 from .helpers import hello, sample_text, seed_event
 
 SECRET = "router-test-secret-of-at-least-32-bytes"
-APP = Peer("c-app", "agent1", Role.APP, "crm")
-PROVIDER = Peer("c-prov", "agent1", Role.PROVIDER, "ccp")
+STATE = "Amazon/Agent/SetAgentState"
 
 
 class Clock:
@@ -35,21 +58,58 @@ def clock() -> Clock:
     return Clock()
 
 
+def make_router(catalog: Catalog, clock: Clock, **kwargs: Any) -> Router:
+    ids = iter(f"h-{n}" for n in range(1000))
+    return Router(catalog, secret=SECRET, request_timeout=10, clock=clock, request_ids=lambda: next(ids), **kwargs)
+
+
 @pytest.fixture
 def router(catalog: Catalog, clock: Clock) -> Router:
-    ids = iter(f"h-{n}" for n in range(1000))
-    return Router(catalog, secret=SECRET, request_timeout=10, clock=clock, request_ids=lambda: next(ids),
-                  connection_ids=lambda: "c-new")
+    return make_router(catalog, clock)
 
 
-def error_of(output: object) -> dict:
-    assert isinstance(output, Reply), output
+def join(router: Router, connection_id: str, role: str, agent: str = "agent1", **snapshot: Any) -> Peer:
+    """Join and greet a connection as the node would; return its peer."""
+    result = router.hello(connection_id, hello(role, token=issue_token(SECRET, agent=agent, role=role)))
+    assert isinstance(result, Joined), result
+    router.greet(connection_id, {agent: Snapshot(snapshot.get("provider", False), snapshot.get("retained", []))})
+    return result.peer
+
+
+@pytest.fixture
+def app(router: Router) -> Peer:
+    return join(router, "c-app", "app")
+
+
+@pytest.fixture
+def provider(router: Router) -> Peer:
+    return join(router, "c-prov", "provider")
+
+
+def error_of(output: object) -> dict[str, Any]:
+    assert isinstance(output, Send) and output.error_type is not None, output
     return orjson.loads(output.data)
 
 
+def frames(outputs: list[Any], connection_id: str) -> list[dict[str, Any]]:
+    return [orjson.loads(o.data) for o in outputs if isinstance(o, Send) and o.connection_id == connection_id]
+
+
+# --- joining ----------------------------------------------------------------------
+
+
 def test_hello_with_a_valid_token_joins_the_tokens_agent(router: Router) -> None:
-    result = router.hello(hello("app", token=issue_token(SECRET, agent="agent7", role="app")))
-    assert result == Joined(Peer("c-new", "agent7", Role.APP, "test"))
+    result = router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent7", role="app")))
+    assert isinstance(result, Joined)
+    assert (result.peer.connection_id, result.peer.agents, result.peer.role) == ("c-1", ("agent7",), Role.APP)
+    # The first connection of an agent makes the node follow it; then it is greeted.
+    assert result.outputs == [Follow("agent7"), Greet("c-1", ("agent7",))]
+
+
+def test_a_second_connection_of_the_agent_waits_for_the_same_follow(router: Router) -> None:
+    join(router, "c-1", "app")
+    result = router.hello("c-2", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    assert isinstance(result, Joined) and result.outputs == [Greet("c-2", ("agent1",))]
 
 
 @pytest.mark.parametrize(
@@ -66,130 +126,358 @@ def test_hello_with_a_valid_token_joins_the_tokens_agent(router: Router) -> None
     ],
 )
 def test_a_bad_hello_is_refused_and_closed(router: Router, frame: str, why: str) -> None:
-    result = router.hello(frame)
+    result = router.hello("c-1", frame)
     assert isinstance(result, Refused)
     reply, close = result.outputs
     err = error_of(reply)
     assert err["data"]["errorType"] == "NOT_AUTHENTICATED"
     assert why in err["data"]["errorMessage"]
-    assert close == Close(CloseCode.POLICY_VIOLATION, "Hello refused")
+    assert close == Close("c-1", CloseCode.POLICY_VIOLATION, "Hello refused")
+    assert router.peers == {} and len(router.rooms) == 0
 
 
 def test_open_mode_takes_the_agent_from_hello(catalog: Catalog) -> None:
-    router = Router(catalog, secret=None, open_mode=True, connection_ids=lambda: "c-1")
-    assert router.hello(hello("provider", agent="agent2")) == Joined(Peer("c-1", "agent2", Role.PROVIDER, "test"))
-    assert isinstance(router.hello(hello("app", token="t")), Refused)
+    router = Router(catalog, secret=None, open_mode=True)
+    result = router.hello("c-1", hello("provider", agent="agent2"))
+    assert isinstance(result, Joined) and result.peer.agents == ("agent2",) and result.peer.role is Role.PROVIDER
+    assert isinstance(router.hello("c-2", hello("app", token="t")), Refused)
 
 
-def test_a_request_without_id_is_forwarded_with_one_added(router: Router) -> None:
-    [out] = router.receive(APP, sample_text("seed-SetNotReady.request.json"))
+def test_an_app_is_greeted_with_welcome_status_and_retained_state_then_attached(router: Router) -> None:
+    state = orjson.dumps(seed_event("r-1"))
+    router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    outputs = router.greet("c-1", {"agent1": Snapshot(True, [state])})
+    welcome, status, retained = frames(outputs, "c-1")
+    assert welcome["subtopic"] == "Welcome" and welcome["message"]["providerConnected"] is True
+    assert status["message"] == {"connected": True} and status["retained"] is True
+    assert retained["subtopic"] == "SetAgentState" and retained["retained"] is True and "replyTo" not in retained
+    assert outputs[-1] == Attach("c-1", "agent1")
+
+
+def test_events_published_while_an_app_joins_follow_its_replay(router: Router) -> None:
+    """Nothing is lost at join: what arrives before the greeting is held, then sent after the replay."""
+    router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    live = orjson.dumps(seed_event())
+    # The node followed the agent; an event arrives before the snapshot is read.
+    assert router.event("agent1", live, None) == [Deliver("agent1", live)]  # reaches attached apps only
+    outputs = router.greet("c-1", {"agent1": Snapshot(False, [])})
+    sent = [o.data for o in outputs if isinstance(o, Send)]
+    assert sent[-1] == live  # after Welcome and ProviderStatus
+    assert outputs[-1] == Attach("c-1", "agent1")
+    # Once attached, nothing more is held for it.
+    assert router.rooms.get("agent1").joining == {}  # type: ignore[union-attr]
+
+
+def test_a_connection_that_left_while_being_greeted_gets_nothing(router: Router) -> None:
+    router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    assert router.leave("c-1") == [Unfollow("agent1")]
+    assert router.greet("c-1", {"agent1": Snapshot(False, [])}) == []
+
+
+def test_connections_per_agent_are_capped(catalog: Catalog, clock: Clock) -> None:
+    router = make_router(catalog, clock, limits=Limits(connections_per_agent=2))
+    join(router, "c-1", "app")
+    join(router, "c-2", "provider")
+    result = router.hello("c-3", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    assert isinstance(result, Refused)
+    assert error_of(result.outputs[0])["data"]["errorType"] == "FORBIDDEN"
+    join(router, "c-4", "app", agent="agent2")  # another agent is not affected
+
+
+def test_a_provider_is_welcomed_and_claims_the_agent(router: Router) -> None:
+    router.hello("c-p", hello("provider", token=issue_token(SECRET, agent="agent1", role="provider")))
+    welcome, claim = router.greet("c-p", {"agent1": Snapshot(False, [])})
+    assert isinstance(welcome, Send) and orjson.loads(welcome.data)["message"]["role"] == "provider"
+    assert claim == Claim("agent1", "c-p")
+
+
+def test_a_newer_provider_on_this_node_replaces_the_older_at_once(router: Router, provider: Peer) -> None:
+    result = router.hello("c-p2", hello("provider", token=issue_token(SECRET, agent="agent1", role="provider")))
+    assert isinstance(result, Joined)
+    replaced, close, greet = result.outputs
+    assert isinstance(replaced, Send) and replaced.connection_id == "c-prov"
+    assert orjson.loads(replaced.data)["message"] == {"connectionId": "c-p2"}
+    assert close == Close("c-prov", CloseCode.REPLACED, "replaced by a newer provider")
+    assert greet == Greet("c-p2", ("agent1",))
+    # The replaced one's departure releases nothing: the agent's provider is the newer one.
+    assert router.leave("c-prov") == []
+
+
+def test_a_newer_provider_on_another_node_replaces_ours(router: Router, app: Peer, provider: Peer) -> None:
+    outputs = router.provider_changed("agent1", ProviderPublication("c-elsewhere", up=True))
+    assert Close("c-prov", CloseCode.REPLACED, "replaced by a newer provider") in outputs
+    [status] = [o for o in outputs if isinstance(o, Deliver)]
+    assert orjson.loads(status.data)["message"] == {"connected": True}
+    assert router.leave("c-prov") == []  # no longer the agent's provider here
+
+
+# --- frames from joined connections --------------------------------------------------
+
+
+def test_a_request_without_id_is_forwarded_with_one_added(router: Router, app: Peer) -> None:
+    [out] = router.receive(app, sample_text("seed-SetNotReady.request.json"))
     assert isinstance(out, Forward) and out.agent == "agent1" and out.request_id == "h-0"
     forwarded = orjson.loads(out.data)
     assert forwarded["id"] == "h-0" and forwarded["data"] == {"ReasonCodeId": "Not Ready"}
     assert ("agent1", "h-0") in router.pending
 
 
-def test_a_request_with_id_is_forwarded_byte_for_byte(router: Router) -> None:
+def test_a_request_with_id_is_forwarded_byte_for_byte(router: Router, app: Peer) -> None:
     text = sample_text("Mute.request.json")
-    [out] = router.receive(APP, text)
+    [out] = router.receive(app, text)
     assert isinstance(out, Forward) and out.data == text.encode() and out.request_id == "req-17"
 
 
-def test_an_id_already_in_flight_for_the_agent_is_refused(router: Router) -> None:
+def test_a_request_no_provider_takes_fails_at_once(router: Router, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    [failure] = router.forwarded("agent1", "req-17", None)
+    assert error_of(failure)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+    assert len(router.pending) == 0
+
+
+def test_an_id_already_in_flight_for_the_agent_is_refused(router: Router, app: Peer) -> None:
     text = sample_text("Mute.request.json")
-    router.receive(APP, text)
-    err = error_of(router.receive(Peer("c-2", "agent1", Role.APP, "x"), text)[0])
+    router.receive(app, text)
+    other = join(router, "c-2", "app")
+    err = error_of(router.receive(other, text)[0])
     assert err["data"]["errorType"] == "DUPLICATE_REQUEST_ID" and err["replyTo"] == "req-17"
     # Another agent may use the same id.
-    [out] = router.receive(Peer("c-3", "agent2", Role.APP, "x"), text)
+    [out] = router.receive(join(router, "c-3", "app", agent="agent2"), text)
     assert isinstance(out, Forward)
 
 
-def test_set_agent_state_is_published_and_retained(router: Router) -> None:
+def test_set_agent_state_is_published_and_retained_as_its_schema_declares(router: Router, provider: Peer) -> None:
     text = sample_text("seed-SetAgentState.event.json")
-    [out] = router.receive(PROVIDER, text)
-    assert out == Publish("agent1", text.encode(), None, retain=True)
+    [out] = router.receive(provider, text)
+    assert out == Publish("agent1", text.encode(), None, RetainDecision(STATE, keep=True))
 
 
-def test_other_events_are_published_not_retained(router: Router) -> None:
+def test_other_events_are_published_not_retained(router: Router, provider: Peer) -> None:
     frame = orjson.dumps({"channel": "Amazon", "topic": "Agent", "subtopic": "GetStates", "replyTo": "r1",
                           "message": {"states": [{"label": "Break", "code": "arn:x", "type": "not_routable"}]}})
-    [out] = router.receive(PROVIDER, frame)
-    assert out == Publish("agent1", frame, "r1", retain=False)
+    [out] = router.receive(provider, frame)
+    assert out == Publish("agent1", frame, "r1", None)
 
 
-def test_a_provider_error_goes_to_the_requester_only(router: Router) -> None:
+def test_a_provider_error_goes_to_the_requester_only(router: Router, provider: Peer) -> None:
     text = sample_text("ApiError.error.json")
-    [out] = router.receive(PROVIDER, text)
+    [out] = router.receive(provider, text)
     assert out == Answer("agent1", "req-18", text.encode())
 
 
-def test_a_provider_error_answering_nothing_is_dropped(router: Router) -> None:
+def test_a_provider_error_answering_nothing_is_dropped(router: Router, provider: Peer) -> None:
     err = orjson.loads(sample_text("ApiError.error.json"))
     del err["replyTo"]
-    assert router.receive(PROVIDER, orjson.dumps(err)) == []
+    assert router.receive(provider, orjson.dumps(err)) == []
 
 
 @pytest.mark.parametrize(
-    "peer, frame, error_type",
+    "role, frame, error_type",
     [
-        (APP, sample_text("seed-SetAgentState.event.json"), "FORBIDDEN"),
-        (APP, sample_text("ApiError.error.json"), "FORBIDDEN"),
-        (PROVIDER, sample_text("seed-SetNotReady.request.json"), "FORBIDDEN"),
-        (APP, sample_text("Welcome.event.json"), "FORBIDDEN"),
-        (APP, hello("app", agent="x"), "FORBIDDEN"),
-        (APP, '{"channel":"Amazon","topic":"Agent","subtopic":"setnotready","source":"x"}', "UNKNOWN_MESSAGE"),
-        (APP, "[1, 2]", "INVALID_ENVELOPE"),
-        (APP, '{"channel":"Amazon","topic":5,"subtopic":"SetReady"}', "INVALID_ENVELOPE"),
-        (APP, "{", "INVALID_JSON"),
+        ("app", sample_text("seed-SetAgentState.event.json"), "FORBIDDEN"),
+        ("app", sample_text("ApiError.error.json"), "FORBIDDEN"),
+        ("provider", sample_text("seed-SetNotReady.request.json"), "FORBIDDEN"),
+        ("app", sample_text("Welcome.event.json"), "FORBIDDEN"),
+        ("app", hello("app", agent="x"), "FORBIDDEN"),
+        ("app", '{"channel":"Amazon","topic":"Agent","subtopic":"setnotready","source":"x"}', "UNKNOWN_MESSAGE"),
+        ("app", "[1, 2]", "INVALID_ENVELOPE"),
+        ("app", '{"channel":"Amazon","topic":5,"subtopic":"SetReady"}', "INVALID_ENVELOPE"),
+        ("app", "{", "INVALID_JSON"),
     ],
 )
-def test_refused_frames_get_the_documented_error(router: Router, peer: Peer, frame: str, error_type: str) -> None:
+def test_refused_frames_get_the_documented_error(router: Router, role: str, frame: str, error_type: str) -> None:
+    peer = join(router, "c-1", role)
     [out] = router.receive(peer, frame)
+    assert out.connection_id == "c-1"  # type: ignore[union-attr]
     assert error_of(out)["data"]["errorType"] == error_type
     assert len(router.pending) == 0
 
 
-def test_requests_time_out_on_the_clock(router: Router, clock: Clock) -> None:
-    router.receive(APP, sample_text("Mute.request.json"))
+def test_a_rate_limited_frame_is_answered_with_its_id_then_a_flood_is_closed(catalog: Catalog, clock: Clock) -> None:
+    router = make_router(catalog, clock, limits=Limits(rate=1, burst=1, flood_close_after=4))
+    app = join(router, "c-1", "app")
+    assert isinstance(router.receive(app, sample_text("SetReady.request.json"))[0], Forward)
+    for _ in range(2):
+        err = error_of(router.receive(app, sample_text("Mute.request.json"))[0])
+        assert err["data"]["errorType"] == "RATE_LIMITED" and err["replyTo"] == "req-17"
+    assert "replyTo" not in error_of(router.receive(app, b"\xff not json")[0])
+    assert router.receive(app, "{}") == [Close("c-1", CloseCode.POLICY_VIOLATION, "flooding", cause="flooding")]
+    clock.now += 1  # the bucket refills: the connection is usable again
+    assert error_of(router.receive(app, "{")[0])["data"]["errorType"] == "INVALID_JSON"
+
+
+def test_a_binary_frame_is_refused_then_closed(router: Router, app: Peer) -> None:
+    reply, close = router.binary_frame("c-app")
+    assert error_of(reply)["data"]["errorType"] == "INVALID_ENVELOPE"
+    assert isinstance(close, Close) and (close.connection_id, close.code) == ("c-app", CloseCode.POLICY_VIOLATION)
+    assert close.cause == "binary_frame"
+
+
+# --- the broker's deliveries -----------------------------------------------------------------
+
+
+def test_an_answering_event_settles_its_request_and_reaches_the_apps(router: Router, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    data = orjson.dumps(seed_event("req-17"))
+    assert router.event("agent1", data, "req-17") == [Deliver("agent1", data)]
+    assert len(router.pending) == 0
+
+
+def test_a_provider_error_reaches_its_requester_only(router: Router, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    data = sample_text("ApiError.error.json").replace("req-18", "req-17").encode()
+    [out] = router.error("agent1", "req-17", data)
+    assert out == Send("c-app", data, "AGENT_STATE_NOT_FOUND")
+    assert router.error("agent1", "req-17", data) == []  # answered once
+
+
+def test_a_request_for_a_provider_that_just_left_is_answered_on_the_bus(router: Router) -> None:
+    [out] = router.request("agent1", "req-1", sample_text("Mute.request.json").encode())
+    assert isinstance(out, Answer) and out.reply_to == "req-1"
+    assert orjson.loads(out.data)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+
+
+def test_a_request_for_our_provider_is_sent_to_it(router: Router, provider: Peer) -> None:
+    data = sample_text("Mute.request.json").encode()
+    assert router.request("agent1", "req-17", data) == [Send("c-prov", data)]
+
+
+def test_a_vanished_provider_fails_what_was_handed_to_it(router: Router, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    router.forwarded("agent1", "req-17", "c-prov")
+    outputs = router.provider_changed("agent1", ProviderPublication("c-prov", up=True))
+    assert not [o for o in outputs if isinstance(o, Send)]  # the same provider: nothing lost
+    outputs = router.provider_changed("agent1", ProviderPublication("c-prov", up=False))
+    [failure] = [o for o in outputs if isinstance(o, Send)]
+    assert error_of(failure)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+
+
+def test_the_resync_reclaims_this_nodes_providers(router: Router, provider: Peer) -> None:
+    join(router, "c-p2", "provider", agent="agent2")
+    assert router.resync() == [Claim("agent1", "c-prov"), Claim("agent2", "c-p2")]
+
+
+# --- time and departures -------------------------------------------------------------------------
+
+
+def test_requests_time_out_on_the_clock(router: Router, clock: Clock, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
     clock.now += 9.9
     assert router.timeouts() == []
     clock.now += 0.2
-    [(connection_id, data)] = router.timeouts()
-    err = orjson.loads(data)
-    assert connection_id == "c-app"
+    [out] = router.timeouts()
+    err = error_of(out)
+    assert out.connection_id == "c-app"  # type: ignore[union-attr]
     assert err["data"]["errorType"] == "REQUEST_TIMEOUT" and err["replyTo"] == "req-17"
     assert err["data"]["request"] == {"channel": "Amazon", "topic": "Agent", "subtopic": "Mute"}
     assert len(router.pending) == 0
 
 
-def test_an_answered_request_does_not_time_out(router: Router, clock: Clock) -> None:
-    router.receive(APP, sample_text("Mute.request.json"))
-    assert router.pending.pop("agent1", "req-17") is not None
+def test_an_answered_request_does_not_time_out(router: Router, clock: Clock, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    router.event("agent1", orjson.dumps(seed_event("req-17")), "req-17")
     clock.now += 60
     assert router.timeouts() == []
 
 
-def test_a_vanished_provider_fails_what_was_handed_to_it(router: Router) -> None:
-    router.receive(APP, sample_text("Mute.request.json"))
-    router.pending.get("agent1", "req-17").provider = "c-prov"  # type: ignore[union-attr]
-    assert router.provider_changed("agent1", "c-prov") == []  # the same provider: nothing lost
-    [(_, data)] = router.provider_changed("agent1", None)
-    assert orjson.loads(data)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+def test_leaving_detaches_releases_and_unfollows(router: Router, app: Peer, provider: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    assert router.leave("c-app") == [Detach("c-app", "agent1")]
+    assert len(router.pending) == 0  # a late answer is simply dropped
+    assert router.leave("c-prov") == [Release("agent1", "c-prov"), Unfollow("agent1")]
+    assert router.leave("c-prov") == []
 
 
-def test_the_events_replyto_is_an_answer_not_part_of_routing(router: Router) -> None:
-    [out] = router.receive(PROVIDER, orjson.dumps(seed_event("nobody-asked")))
-    assert isinstance(out, Publish) and out.reply_to == "nobody-asked"
+# --- behaviour declared in schema files ------------------------------------------------------------
 
 
-def test_a_rate_limited_frame_is_answered_with_its_id(router: Router) -> None:
-    err = error_of(router.rate_limited(sample_text("Mute.request.json"), "50 frames/s"))
-    assert err["data"]["errorType"] == "RATE_LIMITED" and err["replyTo"] == "req-17"
-    assert "replyTo" not in error_of(router.rate_limited(b"\xff not json", "50 frames/s"))
+CALL_EVENT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "urn:test:Test/Call/CallChanged:event",
+    "x-bridge": {
+        "shape": "event",
+        "senders": ["provider"],
+        "retain": {"key": "/message/call/id", "dropWhen": {"/message/call/event": ["Dropped"]}},
+    },
+    "type": "object",
+    "properties": {
+        "channel": {"const": "Test"},
+        "topic": {"const": "Call"},
+        "subtopic": {"const": "CallChanged"},
+        "message": {"type": "object"},
+        "replyTo": {"type": "string"},
+    },
+    "required": ["channel", "topic", "subtopic", "message"],
+    "additionalProperties": False,
+}
+SLOW_REQUEST = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "urn:test:Test/Call/Dial:request",
+    "x-bridge": {"shape": "request", "senders": ["app"], "timeout": 30, "errors": {"DIAL_FAILED": "The call failed."}},
+    "type": "object",
+    "properties": {
+        "channel": {"const": "Test"},
+        "topic": {"const": "Call"},
+        "subtopic": {"const": "Dial"},
+        "source": {"type": "string"},
+        "id": {"type": "string"},
+    },
+    "required": ["channel", "topic", "subtopic", "source"],
+    "additionalProperties": False,
+}
 
 
-def test_a_binary_frame_is_refused_then_closed(router: Router) -> None:
-    reply, close = router.binary_frame()
-    assert error_of(reply)["data"]["errorType"] == "INVALID_ENVELOPE"
-    assert isinstance(close, Close) and close.code == CloseCode.POLICY_VIOLATION
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    folder: Path = tmp_path_factory.mktemp("schemas")
+    (folder / "Test.Call.CallChanged.event.json").write_bytes(orjson.dumps(CALL_EVENT))
+    (folder / "Test.Call.Dial.request.json").write_bytes(orjson.dumps(SLOW_REQUEST))
+    return Catalog.load([folder])
+
+
+def call(contact: str, state: str) -> bytes:
+    return orjson.dumps({"channel": "Test", "topic": "Call", "subtopic": "CallChanged",
+                         "message": {"call": {"id": contact, "event": state}}})
+
+
+def test_keyed_retention_keeps_one_frame_per_key_and_drops_it_when_the_schema_says(
+    extended: Catalog, clock: Clock
+) -> None:
+    router = make_router(extended, clock)
+    provider = join(router, "c-p", "provider")
+    slot = "Test/Call/CallChanged#c1"
+    assert router.receive(provider, call("c1", "connecting")) == [
+        Publish("agent1", call("c1", "connecting"), None, RetainDecision(slot, keep=True))
+    ]
+    [dropped] = router.receive(provider, call("c1", "Dropped"))
+    assert dropped.retain == RetainDecision(slot, keep=False)  # type: ignore[union-attr]
+    [other] = router.receive(provider, call("c2", "connected"))
+    assert other.retain == RetainDecision("Test/Call/CallChanged#c2", keep=True)  # type: ignore[union-attr]
+
+
+def test_replay_sends_one_per_kind_state_before_keyed_frames(extended: Catalog, clock: Clock) -> None:
+    router = make_router(extended, clock)
+    router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    state = orjson.dumps(seed_event())
+    outputs = router.greet("c-1", {"agent1": Snapshot(True, [call("c1", "connected"), state])})
+    subtopics = [f["subtopic"] for f in frames(outputs, "c-1")]
+    assert subtopics == ["Welcome", "ProviderStatus", "SetAgentState", "CallChanged"]
+
+
+def test_a_kind_declares_its_own_request_deadline(extended: Catalog, clock: Clock) -> None:
+    router = make_router(extended, clock)
+    app = join(router, "c-1", "app")
+    router.receive(app, orjson.dumps({"channel": "Test", "topic": "Call", "subtopic": "Dial", "source": "t", "id": "d"}))
+    router.receive(app, sample_text("Mute.request.json"))  # the hub's default: 10 s
+    clock.now += 10.5
+    assert [error_of(o)["replyTo"] for o in router.timeouts()] == ["req-17"]
+    clock.now += 20
+    [late] = router.timeouts()
+    assert error_of(late)["replyTo"] == "d" and "30 s" in error_of(late)["data"]["errorMessage"]
+    assert extended.spec(extended_kind("Dial"), "request").errors == (("DIAL_FAILED", "The call failed."),)  # type: ignore[union-attr]
+
+
+def extended_kind(subtopic: str) -> Any:
+    from bridge.protocol import Kind
+
+    return Kind("Test", "Call", subtopic)

@@ -2,6 +2,8 @@
 
 :class:`MemoryBroker` (one process) is the default; :mod:`bridge.brokers.redis`
 spreads the same contract over Redis and is imported only when asked for.
+:mod:`bridge.brokers.write_queue` and :mod:`bridge.brokers.retained` are the
+parts of a broker that know no backplane, for the next one to reuse.
 """
 
 from bridge.brokers.base import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType

@@ -1,4 +1,4 @@
-"""The broker: how hub nodes share agents.
+"""The broker: how hub nodes share agents, and the contract every broker keeps.
 
 A node keeps its own connections; the broker carries what must reach
 connections of the same agent on *any* node. It knows five things:
@@ -14,6 +14,30 @@ connections of the same agent on *any* node. It knows five things:
 
 :class:`bridge.brokers.memory.MemoryBroker` serves a single process and is the default;
 :class:`bridge.brokers.redis.RedisBroker` spreads the same contract over Redis.
+``tests/brokers`` holds one suite that every broker must pass.
+
+The contract in short (each method below says what it adds):
+
+* **At most once.** A publication reaches each node that follows its agent
+  when the backplane carries it, once, or not at all: nothing is replayed,
+  and a backplane outage loses what other nodes published meanwhile.
+* **Ordered per agent.** What one node does on one agent (publications,
+  retained writes, claims, releases, requests) reaches the backplane in the
+  order the node called the methods, and every node sees one agent's
+  publications in one order, the same for all of them (while the backplane
+  is up: what a cut-off node delivers to itself, the others never see).
+* **Atomic where a race would show.** A provider's registration and its
+  ``PROVIDER_UP`` are one step; so are a release's compare-and-delete and its
+  ``PROVIDER_DOWN``; so is a request's lookup and its delivery.
+* **Follow is in effect when it returns**, for every caller; follow and
+  unfollow are idempotent (no reference counting).
+* **Retained frames** are one per slot, in the order the slots were first
+  set, readable by their own writer at once.
+* **An outage degrades, never fails.** No method raises because the backplane
+  is gone: the node is served alone (its own publications, requests to its
+  own providers, its providers' retained frames), ``healthy`` is false, and
+  when the backplane is back the broker resubscribes, then asks the node to
+  re-claim its providers (:meth:`BrokerHandler.on_resync`).
 """
 
 from __future__ import annotations
@@ -48,84 +72,212 @@ class ProviderLocation:
 
 
 class BrokerHandler(Protocol):
-    """What a node exposes to its broker."""
+    """What a node exposes to its broker.
+
+    The broker calls these on the event loop, from its own tasks or, for
+    a delivery it makes locally, from the task of the call that causes it;
+    never after :meth:`Broker.close` has returned. They must not block: a
+    slow handler holds up every later delivery.
+    """
 
     def on_publication(self, agent: str, publication: Publication) -> None:
-        """A publication for an agent this node follows."""
+        """A publication for an agent this node follows (see :meth:`Broker.publish`)."""
 
     def on_request(self, agent: str, request_id: str, data: bytes) -> None:
-        """A request for an agent whose provider this node holds."""
+        """A request for an agent whose provider the registry places on this node.
+
+        The provider may have left since: the node answers for it then.
+        """
 
     def on_broker_health(self, healthy: bool) -> None:
-        """The broker lost or regained its backend."""
+        """:attr:`Broker.healthy` changed (a broker whose backplane cannot fail never calls it)."""
 
     def on_resync(self) -> None:
-        """The backend came back after an outage: re-announce local providers."""
+        """The backplane is back after an outage: re-claim this node's providers.
+
+        Called once subscriptions are restored and :attr:`Broker.healthy` is
+        true again. The node answers with :meth:`Broker.claim_provider` for
+        each provider it still holds, which also writes their retained
+        frames back.
+        """
 
 
 class Broker(abc.ABC):
-    """The contract every broker keeps (see the module docstring)."""
+    """The contract every broker keeps, method by method (summary in the module docstring).
+
+    "The backplane" is what the nodes share (Redis); a broker with no
+    backplane (memory) is one node that is always healthy. Every method
+    may be called concurrently from several tasks of the node.
+    """
 
     node_id: str
 
     @property
     def healthy(self) -> bool:
+        """Whether the backplane is reachable and every followed agent is subscribed.
+
+        False from the first failed command or lost subscription until the
+        broker has reconnected and resubscribed; each change is reported to
+        :meth:`BrokerHandler.on_broker_health`. While false, the node is
+        served alone (see each method), and other nodes neither hear it nor
+        are heard.
+        """
         return True
 
     @abc.abstractmethod
-    async def start(self, handler: BrokerHandler) -> None: ...
+    async def start(self, handler: BrokerHandler) -> None:
+        """Connect and start delivering to ``handler``.
+
+        Returns once the first connection attempt has succeeded or failed; an
+        unreachable backplane does not raise: the broker starts degraded and
+        keeps trying.
+        """
 
     @abc.abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Send what is queued, forget this node's providers, disconnect; all within a bound.
+
+        Queued writes go out first (or, the backplane failing, to this
+        node's handler), then this node's providers are released (best
+        effort: a lost backplane lets their entries expire instead). After
+        it returns the handler is never called again, and publications
+        made on this broker go nowhere.
+        """
+
+    async def flush(self) -> None:  # noqa: B027 (a no-op is the right default)
+        """Wait until everything this node published or retained so far has reached the backplane.
+
+        Or, the backplane failing, has been delivered to this node's handler
+        instead. A broker that sends nothing ahead of time has nothing to wait for.
+        """
 
     @abc.abstractmethod
     async def follow(self, agent: str) -> None:
-        """Start delivering the agent's publications to this node."""
+        """Start delivering the agent's publications to this node's handler.
+
+        When it returns, the subscription is in effect: every publication on
+        the agent that reaches the backplane afterwards, from any node, is
+        delivered to this node. So a node that follows, then reads
+        :meth:`provider` and :meth:`get_retained`, misses nothing in between.
+        This holds for every caller: a second or concurrent ``follow`` of the
+        same agent waits as well until the subscription is confirmed.
+
+        Idempotent, with no reference counting: following a followed agent
+        adds nothing, and one :meth:`unfollow` ends it. While the backplane
+        is down it returns at once; the agent is subscribed on reconnection,
+        before :attr:`healthy` turns true.
+        """
 
     @abc.abstractmethod
     async def unfollow(self, agent: str) -> None:
-        """Stop delivering them (the node has no client of that agent left)."""
+        """Stop delivering the agent's publications (the node has no client of it left).
+
+        When it returns nothing more of the agent reaches the handler, not
+        even a publication already on its way. Idempotent. A broker that
+        keeps retained frames per node (memory) forgets the agent's here.
+        """
 
     @abc.abstractmethod
-    async def publish(self, agent: str, publication: Publication) -> None: ...
+    async def publish(self, agent: str, publication: Publication) -> None:
+        """Deliver ``publication`` to every node that follows ``agent``, this one included.
+
+        At most once per node; ``data`` arrives byte for byte. The broker may
+        send it later (it returns once the publication is queued, and waits
+        only when its queue is full), but never out of order: see the module
+        docstring. The caller may reuse the object once the call returns.
+
+        While the backplane is down it is delivered to this node's handler
+        only, after anything this node queued before, and other nodes never
+        get it. Never raises for a backplane failure.
+        """
 
     @abc.abstractmethod
     async def set_retained(self, agent: str, slot: str, data: bytes) -> None:
         """Keep ``data`` as the agent's retained frame in ``slot``, replacing the slot's last one.
 
-        A slot is a kind (``Amazon/Agent/SetAgentState``), or a kind and a key
-        (``Amazon/InboundCall/InboundCallStateChange#<contact id>``), as the
-        kind's schema declares (``x-bridge.retain``).
+        A slot is a non-empty string: a kind (``Amazon/Agent/SetAgentState``),
+        or a kind and a key (``Amazon/InboundCall/InboundCallStateChange#<contact id>``),
+        as the kind's schema declares (``x-bridge.retain``). A replaced slot
+        keeps its place in the order.
+
+        Nothing is published: the node publishes the event itself, after this
+        call. The write reaches the backplane before that publication (see
+        :meth:`publish`), so a node that follows the agent and then reads the
+        retained frames gets the frame, or the event, or both. This node reads
+        it at once (:meth:`get_retained`), other nodes once it is sent.
+
+        Lifetime: in memory, until the node has no client of the agent left
+        (:meth:`unfollow`); in Redis, ``retained_ttl`` after the agent's last
+        retained write (set or drop), whoever made it. While the backplane is
+        down, the frames of agents whose provider this node holds are kept
+        here, and written back when the provider is re-claimed.
         """
 
     @abc.abstractmethod
     async def drop_retained(self, agent: str, slot: str) -> None:
-        """Forget the agent's retained frame in ``slot`` (if any)."""
+        """Forget the agent's retained frame in ``slot``, if any; ordered like :meth:`set_retained`.
+
+        A slot set again later counts as new: it goes last in the order.
+        """
 
     @abc.abstractmethod
     async def get_retained(self, agent: str) -> list[bytes]:
-        """The agent's retained frames, one per slot, in the order the slots were first set."""
+        """The agent's retained frames, one per slot, in the order the slots were first set.
+
+        Includes this node's own writes made before the call (read your
+        writes). While the backplane is down: the frames this node set for an
+        agent whose provider it holds, since that provider's claim; nothing
+        for other agents.
+        """
 
     @abc.abstractmethod
     async def claim_provider(self, agent: str, connection_id: str) -> None:
         """Make ``connection_id`` (on this node) the agent's provider and announce it.
 
-        Publishes ``PROVIDER_UP``; the node holding an older provider closes it.
+        The registration and the ``PROVIDER_UP`` publication are one atomic
+        step, ordered after this node's earlier publications. It takes over
+        from any holder, on any node: that node hears the ``PROVIDER_UP`` (it
+        follows the agent, having its provider) and closes its older provider.
+
+        A re-claim of the same connection (the node's answer to
+        :meth:`BrokerHandler.on_resync`) refreshes the entry and writes back
+        the retained frames kept during the outage, but takes over from
+        nobody: if a newer provider was registered elsewhere meanwhile, the
+        node is told by a ``PROVIDER_UP`` naming it, and nothing is written.
+        While the backplane is down the claim is known to this node only,
+        announced to it alone, and made on reconnection.
         """
 
     @abc.abstractmethod
     async def release_provider(self, agent: str, connection_id: str) -> bool:
-        """Forget the provider if it is still ``connection_id``; announce ``PROVIDER_DOWN``.
+        """Forget the provider if the registry still names ``connection_id``; announce ``PROVIDER_DOWN``.
 
-        Returns whether it was still registered (a replaced provider is not).
+        Compare-and-delete and announcement are one atomic step, ordered after
+        this node's earlier publications, so a replaced provider's departure
+        never erases or contradicts its successor. Returns whether it was still
+        registered; a replaced provider is not, and nothing is published for it.
+        An entry the registry lost meanwhile (Redis: expired, or dropped as a
+        dead node's) is announced as gone all the same, and returns False.
+        While the backplane is down the release is announced to this node
+        only, and made (compare-and-delete) on reconnection.
         """
 
     @abc.abstractmethod
-    async def provider(self, agent: str) -> ProviderLocation | None: ...
+    async def provider(self, agent: str) -> ProviderLocation | None:
+        """Where the registry places the agent's provider, or ``None``.
+
+        While the backplane is down, only a provider on this node is known.
+        """
 
     @abc.abstractmethod
     async def send_request(self, agent: str, request_id: str, data: bytes) -> str | None:
-        """Deliver a request to the node holding the agent's provider.
+        """Deliver a request to the node holding the agent's provider (its :meth:`BrokerHandler.on_request`).
 
-        Returns the provider's connection id, or ``None`` when there is none.
+        Returns the connection id it was routed to, or ``None`` when there is
+        no provider (then nothing is delivered). Looking up the holder and
+        delivering to its node are one step, at most once, ordered after this
+        node's earlier publications. A holder whose node no longer listens
+        (it died) counts as none: the broker drops its entry and announces
+        ``PROVIDER_DOWN``. While the backplane is down only a provider on this
+        node is reached.
         """

@@ -1,8 +1,16 @@
-"""The in-memory broker: one hub process, nothing shared, nothing that can fail."""
+"""The in-memory broker: one hub process, nothing shared, nothing that can fail.
+
+It keeps the :class:`~bridge.brokers.base.Broker` contract trivially: every
+call takes effect before it returns (nothing is queued, ``flush`` has nothing
+to wait for), publications are delivered synchronously in call order, and
+it is always healthy. Retained frames live until the node has no client of
+the agent left (:meth:`MemoryBroker.unfollow`).
+"""
 
 from __future__ import annotations
 
 from bridge.brokers.base import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from bridge.brokers.retained import RetainedFrames
 
 
 class MemoryBroker(Broker):
@@ -12,7 +20,7 @@ class MemoryBroker(Broker):
         self.node_id = node_id
         self._handler: BrokerHandler | None = None
         self._followed: set[str] = set()
-        self._retained: dict[str, dict[str, bytes]] = {}
+        self._retained = RetainedFrames()
         self._providers: dict[str, str] = {}
 
     async def start(self, handler: BrokerHandler) -> None:
@@ -28,24 +36,20 @@ class MemoryBroker(Broker):
         self._followed.discard(agent)
         # Nobody of this agent is left anywhere: its retained state goes too,
         # or a hub serving many short-lived agents would grow without bound.
-        self._retained.pop(agent, None)
+        self._retained.forget(agent)
 
     async def publish(self, agent: str, publication: Publication) -> None:
         if self._handler is not None and agent in self._followed:
             self._handler.on_publication(agent, publication)
 
     async def set_retained(self, agent: str, slot: str, data: bytes) -> None:
-        self._retained.setdefault(agent, {})[slot] = data
+        self._retained.set(agent, slot, data)
 
     async def drop_retained(self, agent: str, slot: str) -> None:
-        slots = self._retained.get(agent)
-        if slots is not None:
-            slots.pop(slot, None)
-            if not slots:
-                del self._retained[agent]
+        self._retained.drop(agent, slot)
 
     async def get_retained(self, agent: str) -> list[bytes]:
-        return list(self._retained.get(agent, {}).values())
+        return self._retained.frames(agent)
 
     async def claim_provider(self, agent: str, connection_id: str) -> None:
         self._providers[agent] = connection_id

@@ -37,6 +37,7 @@ from typing import IO, Any, Final, NamedTuple, TypeVar
 import click
 import orjson
 
+from bridge.cli.main import config_option
 from bridge.client import (
     BridgeClient,
     BridgeError,
@@ -48,10 +49,16 @@ from bridge.client import (
     ProviderUnavailable,
     RequestTimeout,
 )
+from bridge.hub.config import DEFAULTS, HubConfig
+from bridge.hub.http import WS_PATH
 from bridge.protocol import Kind
 from bridge.sim.agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
 
-DEFAULT_URL: Final = "ws://127.0.0.1:8765/ws"
+#: The hub ``serve`` starts with no options.
+DEFAULT_URL: Final = f"ws://{DEFAULTS.host}:{DEFAULTS.port}{WS_PATH}"
+#: ``send`` waits a little longer than the hub's default request timeout, so that
+#: the hub's REQUEST_TIMEOUT (exit status 6, with its message) normally comes first.
+SEND_TIMEOUT: Final = DEFAULTS.request_timeout + 5.0
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -99,14 +106,16 @@ def connection_options(func: F) -> F:
         click.option(
             "--url",
             envvar="BRIDGE_URL",
+            show_envvar=True,
             default=DEFAULT_URL,
             show_default=True,
-            help="The hub's WebSocket URL (env BRIDGE_URL).",
+            help="The hub's WebSocket URL.",
         ),
         click.option(
             "--token",
             envvar="BRIDGE_TOKEN",
-            help="A token for a secured hub (env BRIDGE_TOKEN); see `connect-bridge token`.",
+            show_envvar=True,
+            help="A token for a secured hub; see `connect-bridge token`.",
         ),
         click.option(
             "--agent", help="The agent to join on an open (demo) hub, instead of a token."
@@ -225,10 +234,10 @@ def request_data(kind: Kind, reason: str | None, data_json: str | None) -> dict[
 @click.option("--data", "data_json", help="The request's data as a JSON object (for other kinds).")
 @click.option(
     "--timeout",
-    default=15.0,
+    default=SEND_TIMEOUT,
     show_default=True,
     type=float,
-    help="Seconds to wait for the answer (the hub's own limit is usually 10).",
+    help=f"Seconds to wait for the answer (the hub's own limit is {DEFAULTS.request_timeout:g} by default).",
 )
 @click.option("--pretty", is_flag=True, help="Indent the answering event.")
 @click.option(
@@ -634,13 +643,7 @@ def _log_virtual_agent(va: Any, url: str) -> None:
 
 
 @click.command("demo")
-@click.option(
-    "--port",
-    default=8765,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port on 127.0.0.1 (0 picks a free one).",
-)
+@config_option("port", envvar=None, help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option(
     "--agents",
     default=1,
@@ -668,7 +671,6 @@ async def run_demo(
     port: int, agents: int, call_every: float | None, call_length: float, out: IO[str]
 ) -> int:
     """The demo: hub plus agents until cancelled, then a clean shutdown."""
-    from bridge.hub.config import HubConfig
     from bridge.hub.server import HubServer
     from bridge.sim.virtual_agent import VirtualAgent
 
@@ -732,7 +734,7 @@ def _print_demo(
         lines += ["Open in a browser:"]
         lines += [f"  {page.ljust(width)}  {what}" for page, what in pages_to_open]
         lines += [""]
-    url_option = "" if port == 8765 else f" --url {ws_url}"
+    url_option = "" if port == DEFAULTS.port else f" --url {ws_url}"
     lines += [
         "Then, in another terminal:",
         f"  connect-bridge listen --agent agent1{url_option}",

@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import signal
 import sys
+from collections.abc import Callable, Mapping
+from dataclasses import fields
 from pathlib import Path
+from types import UnionType
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 import click
 import orjson
+from click.core import ParameterSource
 
 from bridge import __version__
-from bridge.hub.config import HubConfig
+from bridge.hub.config import HubConfig, env_name
 from bridge.protocol import Role
 from bridge.protocol.catalog import Catalog, CatalogError
 from bridge.protocol.tokens import issue_token
 
 log = logging.getLogger("bridge")
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,10 +37,92 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def read_secret(secret_file: Path | None) -> str | None:
+# ----- settings: the options are derived from HubConfig -----------------------------------
+
+_HINTS = get_type_hints(HubConfig)
+_FIELDS = {spec.name: spec for spec in fields(HubConfig)}
+
+
+def _click_type(hint: Any, metadata: Mapping[str, Any]) -> click.ParamType[Any]:
+    """The click type of one setting (``X | None`` and ``tuple[X, ...]`` give X's)."""
+    if get_origin(hint) in (UnionType, tuple):
+        hint = get_args(hint)[0]
+    low, high, open_low = metadata["min"], metadata["max"], metadata["min_open"]
+    bounded = low is not None or high is not None
+    if hint is int:
+        return click.IntRange(low, high, min_open=open_low) if bounded else click.INT
+    if hint is float:
+        return click.FloatRange(low, high, min_open=open_low) if bounded else click.FLOAT
+    if hint is Path:
+        return click.Path(exists=True, file_okay=False, path_type=Path)
+    return click.STRING
+
+
+def config_option(name: str, **overrides: Any) -> Callable[[F], F]:
+    """The ``serve`` option for the HubConfig field ``name``; ``overrides`` replace click attributes.
+
+    ``--field-name`` (or the field's ``option``), its type and bounds, its
+    default and help, and ``BRIDGE_FIELD_NAME``. A tuple field is a repeatable
+    option whose environment variable holds several values.
+    """
+    spec = _FIELDS[name]
+    metadata = spec.metadata
+    hint = _HINTS[name]
+    param_type = _click_type(hint, metadata)
+    attrs: dict[str, Any] = {
+        "type": param_type,
+        "default": spec.default,
+        "help": metadata["help"],
+        "envvar": env_name(name),
+        "show_envvar": True,
+        "show_default": spec.default not in (None, ()) and hint is not bool,
+    }
+    if hint is bool:
+        attrs.update(is_flag=True, type=None)
+    if get_origin(hint) is tuple:
+        separator = "':'" if param_type.envvar_list_splitter == ":" else "spaces"
+        attrs.update(multiple=True, help=f"{metadata['help']} Repeatable; the env var takes several, separated by {separator}.")
+    attrs.update(overrides)
+    return click.option(metadata["option"] or "--" + name.replace("_", "-"), name, **attrs)
+
+
+def _refuse_command_line(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if param.name and ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        raise click.UsageError("the secret is not taken on the command line, where any user could read it "
+                               "in the process list: set BRIDGE_SECRET or pass --secret-file")
+    return value
+
+
+def secret_options(func: F) -> F:
+    """``--secret-file`` (``BRIDGE_SECRET_FILE``), and the secret itself from ``BRIDGE_SECRET`` only."""
+    func = config_option("secret", hidden=True, callback=_refuse_command_line)(func)
+    return click.option(
+        "--secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+        envvar=env_name("secret_file"), show_envvar=True,
+        help=f"File holding the token secret; without it, the secret comes from {env_name('secret')}.",
+    )(func)
+
+
+def read_secret(secret_file: Path | None, secret: str | None) -> str | None:
+    """The secret file's content if there is one, else ``BRIDGE_SECRET`` (click read it)."""
     if secret_file is not None:
         return secret_file.read_text().strip() or None
-    return os.environ.get("BRIDGE_SECRET") or None
+    return secret or None
+
+
+def hub_options(func: F) -> F:
+    """Every HubConfig field as a ``serve`` option, in field order, plus ``--open-anywhere``."""
+    decorators: list[Callable[[F], F]] = []
+    for name in _FIELDS:
+        decorators.append(secret_options if name == "secret" else config_option(name))
+        if name == "open_mode":
+            decorators.append(click.option(
+                "--open-anywhere", is_flag=True, envvar=env_name("open_anywhere"), show_envvar=True,
+                help="Allow --open on a non-loopback address (unsafe).",
+            ))
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
 
 
 def is_loopback(host: str) -> bool:
@@ -47,50 +135,22 @@ def is_loopback(host: str) -> bool:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int)
-@click.option("--secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="File holding the token secret (default: $BRIDGE_SECRET).")
-@click.option("--open", "open_mode", is_flag=True,
-              help="Demo mode: no tokens, Hello names the agent. Loopback only unless --open-anywhere.")
-@click.option("--open-anywhere", is_flag=True, help="Allow --open on a non-loopback address (unsafe).")
-@click.option("--request-timeout", default=10.0, show_default=True, type=float, help="Seconds a provider has to answer.")
-@click.option("--hello-timeout", default=10.0, show_default=True, type=float, help="Seconds a client has to send Hello.")
-@click.option("--token-leeway", default=0.0, show_default=True, type=float, help="Clock leeway for token expiry (s).")
-@click.option("--max-frame-size", default=64 * 1024, show_default=True, type=int, help="Largest frame in bytes (1009 above).")
-@click.option("--allow-origin", "allow_origins", multiple=True,
-              help="A browser origin allowed besides the hub's own (repeatable; '*' for any).")
-@click.option("--schemas", "schema_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="A folder of extra message-kind schemas (repeatable).")
-@click.option("--static", "static_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Serve this folder at / instead of the built-in pages.")
-@click.option("--streams-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Folder with connect-streams-min.js (default: ./node_modules/amazon-connect-streams/release).")
-@click.option("--redis", "redis_url", help="Scale out over Redis, e.g. redis://127.0.0.1:6379/0.")
-@click.option("--redis-prefix", default="connect-bridge", show_default=True, help="Prefix of every Redis key.")
-@click.option("--redis-heartbeat", type=float, help="Seconds between this node's Redis heartbeats (default 2).")
-@click.option("--redis-provider-ttl", type=float,
-              help="Seconds a dead node's provider entries survive it (default 6).")
-@click.option("--redis-retained-ttl", type=float, help="Seconds retained state is kept in Redis (default 86400).")
-@click.option("--rate-limit", default=50.0, show_default=True, type=float, help="Frames per second per connection.")
-@click.option("--rate-burst", default=100, show_default=True, type=int, help="Burst size of the rate limit.")
-@click.option("--max-send-buffer", default=1024 * 1024, show_default=True, type=int,
-              help="Unsent bytes per client before it is dropped as too slow (4008).")
-@click.option("--max-connections-per-agent", default=200, show_default=True, type=int)
-@click.option("--compression", is_flag=True, help="Enable permessage-deflate (off by default: it costs CPU).")
-def serve(
-    host: str, port: int, secret_file: Path | None, open_mode: bool, open_anywhere: bool,
-    request_timeout: float, hello_timeout: float, token_leeway: float, max_frame_size: int,
-    allow_origins: tuple[str, ...], schema_dirs: tuple[Path, ...], static_dir: Path | None,
-    streams_dir: Path | None, redis_url: str | None, redis_prefix: str, redis_heartbeat: float | None,
-    redis_provider_ttl: float | None, redis_retained_ttl: float | None, rate_limit: float,
-    rate_burst: int, max_send_buffer: int, max_connections_per_agent: int, compression: bool,
-) -> None:
-    """Run a hub node."""
-    secret = read_secret(secret_file)
-    if open_mode:
-        if not is_loopback(host) and not open_anywhere:
-            raise click.UsageError(f"--open serves anyone without a token; refusing to bind {host} "
+@hub_options
+def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> None:
+    """Run a hub node.
+
+    Every option can also be set by the environment variable shown with it
+    (an option on the command line wins); see docs/configuration.md.
+    """
+    settings["secret"] = read_secret(secret_file, settings["secret"])
+    try:
+        config = HubConfig(**settings)
+    except ValueError as exc:  # a rule across settings, e.g. the Redis provider TTL above the heartbeat
+        raise click.UsageError(str(exc)) from exc
+    secret = config.secret
+    if config.open_mode:
+        if not is_loopback(config.host) and not open_anywhere:
+            raise click.UsageError(f"--open serves anyone without a token; refusing to bind {config.host} "
                                    "(use a loopback address, or add --open-anywhere if you really mean it)")
         click.secho("WARNING: OPEN MODE: no tokens; anyone who can reach this port can act as any agent.",
                     fg="red", bold=True, err=True)
@@ -99,16 +159,6 @@ def serve(
     elif len(secret.encode()) < 32:
         click.secho("WARNING: the token secret is shorter than 32 bytes; tokens signed with it are easier to forge.",
                     fg="yellow", err=True)
-    config = HubConfig(
-        host=host, port=port, secret=secret, open_mode=open_mode, request_timeout=request_timeout,
-        hello_timeout=hello_timeout, token_leeway=token_leeway, max_frame_size=max_frame_size,
-        allow_origins=allow_origins, schema_dirs=schema_dirs, static_dir=static_dir,
-        streams_dir=streams_dir, redis_url=redis_url, redis_prefix=redis_prefix,
-        redis_heartbeat=redis_heartbeat, redis_provider_ttl=redis_provider_ttl,
-        redis_retained_ttl=redis_retained_ttl, rate_limit=rate_limit,
-        rate_burst=rate_burst, max_send_buffer=max_send_buffer,
-        max_connections_per_agent=max_connections_per_agent, compression=compression,
-    )
     try:
         asyncio.run(run_hub(config))
     except CatalogError as exc:
@@ -138,11 +188,10 @@ async def run_hub(config: HubConfig, *, ready_message: bool = True) -> None:
 @click.option("--agent", required=True, help="The agent's login name (Streams username).")
 @click.option("--role", type=click.Choice([r.value for r in Role]), default="app", show_default=True)
 @click.option("--ttl", default=3600, show_default=True, type=int, help="Seconds until it expires.")
-@click.option("--secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="File holding the secret (default: $BRIDGE_SECRET).")
-def token(agent: str, role: str, ttl: int, secret_file: Path | None) -> None:
+@secret_options
+def token(agent: str, role: str, ttl: int, secret_file: Path | None, secret: str | None) -> None:
     """Print a signed token for an agent and role."""
-    secret = read_secret(secret_file)
+    secret = read_secret(secret_file, secret)
     if not secret:
         raise click.UsageError("no secret: set BRIDGE_SECRET or pass --secret-file")
     click.echo(issue_token(secret, agent=agent, role=role, ttl=ttl))

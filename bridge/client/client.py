@@ -3,8 +3,8 @@
 Apps::
 
     async with BridgeClient(url, token=token, source="myapp") as bus:
-        state = bus.last("Amazon/Agent/SetAgentState")
-        answer = await bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"})
+        state = await bus.wait_for("Amazon/Agent/SetAgentState")
+        answer = await bus.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Break"})
         async for event in bus.events("Amazon/Agent/SetAgentState"):
             ...
 
@@ -13,10 +13,13 @@ with :meth:`BridgeClient.publish` or :meth:`BridgeClient.send_error`.
 
 The client says ``Hello`` on every connection, reconnects by itself with
 exponential backoff and full jitter when the connection drops, and keeps the
-last event of each kind (the hub replays the retained state after each
-``Hello``). Requests in flight when the connection drops fail with
-:class:`ConnectionLost`; they are not resent, because the client cannot know
-whether the provider already carried them out.
+latest event of each kind received on the current connection (the hub
+replays the retained state after each ``Hello``). Requests in flight when the
+connection drops fail with :class:`ConnectionLost`; they are not resent,
+because the client cannot know whether the provider already carried them out.
+
+The browser client (``static/js/lib/client.js``) has the same names and
+meanings; docs/client.md has the table of the two.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
-from typing import Any, Final, Generic, Self, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar, overload
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
@@ -76,6 +79,7 @@ __all__ = [
     "Stream",
     "TokenSource",
     "UpdateAgentStateFailed",
+    "backoff_delay",
     "error_from_envelope",
 ]
 
@@ -231,9 +235,11 @@ def error_from_envelope(envelope: Envelope) -> BridgeError:
 
 
 class ConnectionState(StrEnum):
-    """Where the client's connection stands."""
+    """Where the client's connection stands (the browser client has the same names)."""
 
-    #: The first connection is being made.
+    #: :meth:`BridgeClient.start` not called yet: the initial state.
+    IDLE = "idle"
+    #: The first connection is being made (retries included, with ``retry_first_connect``).
     CONNECTING = "connecting"
     #: Connected and ``Hello`` accepted: requests can be sent.
     OPEN = "open"
@@ -325,6 +331,37 @@ def _kind_name(kind: str | Kind) -> str:
     return str(kind) if isinstance(kind, Kind) else str(Kind.parse(kind))
 
 
+def _request_arguments(
+    kind: str | Kind, args: tuple[Any, ...]
+) -> tuple[Kind, dict[str, Any] | None]:
+    """``(kind, data?)`` or ``(channel, topic, subtopic, data?)`` -> the kind and the data."""
+    if isinstance(kind, str) and "/" not in kind:
+        if len(args) not in (2, 3) or not all(isinstance(part, str) for part in args[:2]):
+            raise TypeError("request(kind, data=None) or request(channel, topic, subtopic, data=None)")
+        kind, args = Kind(kind, args[0], args[1]), args[2:]
+    if len(args) > 1:
+        raise TypeError("request(kind, data=None) takes one data argument")
+    name = kind if isinstance(kind, Kind) else Kind.parse(kind)
+    data = args[0] if args else None
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"a request's data is a dict, not {type(data).__name__}")
+    return name, data
+
+
+def backoff_delay(
+    attempt: int,
+    initial: float = 0.5,
+    maximum: float = 30.0,
+    rng: random.Random | None = None,
+) -> float:
+    """The delay before reconnect attempt ``attempt`` (from 0), "full jitter":
+    uniform in ``[0, min(maximum, initial * 2**attempt))`` seconds. The browser
+    client's ``backoffDelay`` is the same formula with the same defaults, in ms."""
+    ceiling = min(maximum, initial * 2.0 ** min(attempt, 30))
+    draw = rng.random() if rng is not None else random.random()
+    return draw * ceiling
+
+
 StateListener = Callable[["ConnectionState"], None]
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 
@@ -391,8 +428,7 @@ class BridgeClient:
         self._token = token
         self._agent_name = agent
 
-        self._state = ConnectionState.CLOSED
-        self._started = False
+        self._state = ConnectionState.IDLE
         self._closing = False
         self._ws: ClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -433,9 +469,8 @@ class BridgeClient:
         :class:`NotAuthenticated`), when the first connection fails and
         ``retry_first_connect`` is false.
         """
-        if self._started:
+        if self._state is not ConnectionState.IDLE:
             raise RuntimeError("a BridgeClient starts once; make a new one")
-        self._started = True
         self._set_state(ConnectionState.CONNECTING)
         first: ClientConnection | None = None
         if not self.retry_first_connect:
@@ -516,7 +551,7 @@ class BridgeClient:
         while waiting for another state.
         """
         reached = self._state
-        if reached not in states and not (reached is ConnectionState.CLOSED and self._started):
+        if reached not in states and reached is not ConnectionState.CLOSED:
             entry = (frozenset(states), asyncio.get_running_loop().create_future())
             self._state_waiters.append(entry)
             try:
@@ -545,23 +580,48 @@ class BridgeClient:
 
     # ----- apps: requests and events ---------------------------------------------------
 
+    @overload
+    async def request(
+        self,
+        kind: str | Kind,
+        data: dict[str, Any] | None = None,
+        /,
+        *,
+        timeout: float | None = None,
+    ) -> Envelope: ...
+
+    @overload
     async def request(
         self,
         channel: str,
         topic: str,
         subtopic: str,
         data: dict[str, Any] | None = None,
+        /,
         *,
         timeout: float | None = None,
+    ) -> Envelope: ...
+
+    async def request(
+        self, kind: str | Kind, *args: Any, timeout: float | None = None
     ) -> Envelope:
         """Send a request and return the event that answers it (its ``replyTo`` is our id).
 
+        ``bus.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Break"})``;
+        the older ``bus.request("Amazon", "Agent", "SetNotReady", data)`` works too.
+
         Raises the error's exception (a :class:`RequestFailed` subclass chosen
         by ``errorType``), :class:`RequestTimeout` when neither an answer nor an
-        error arrives within ``timeout`` (default ``request_timeout``), or
-        :class:`ConnectionLost` when there is no connection or it drops first.
+        error arrives within ``timeout`` (default ``request_timeout``),
+        :class:`ConnectionLost` when there is no connection or it drops first,
+        or :class:`ClientClosed` (or ``close_error``) once the client is closed.
         """
-        kind = Kind(channel, topic, subtopic)
+        name, data = _request_arguments(kind, args)
+        return await self._request(name, data, timeout)
+
+    async def _request(
+        self, kind: Kind, data: dict[str, Any] | None, timeout: float | None
+    ) -> Envelope:
         request_id = uuid.uuid4().hex
         ws = self._require_open()
         loop = asyncio.get_running_loop()
@@ -607,7 +667,7 @@ class BridgeClient:
                 if not wanted or name in wanted:
                     stream._offer(envelope)
         self._event_streams.add(stream)
-        if self._state is ConnectionState.CLOSED and self._started:
+        if self._state is ConnectionState.CLOSED:
             stream._finish(self.close_error)
         return stream
 
@@ -621,7 +681,11 @@ class BridgeClient:
         return stream
 
     def last(self, kind: str | Kind) -> Envelope | None:
-        """The last event of ``kind`` received (including retained replays), or None."""
+        """The latest event of ``kind`` received on the current connection, or None.
+
+        Retained replays count (the hub sends them right after ``Welcome``);
+        ``Welcome``, errors and requests are not events. What the previous
+        connection saw is forgotten when a new one opens."""
         return self._last.get(_kind_name(kind))
 
     async def wait_for(
@@ -707,6 +771,12 @@ class BridgeClient:
                 raise self.close_error or ClientClosed(
                     CLIENT_CLOSED, "the client is closed", "The connection was closed."
                 )
+            if self._state is ConnectionState.IDLE:
+                raise ConnectionLost(
+                    CONNECTION_LOST,
+                    f"not connected to {self.url}: the client is not started",
+                    "Not connected to the bridge.",
+                )
             raise ConnectionLost(
                 CONNECTION_LOST,
                 f"not connected to {self.url} ({self._state})",
@@ -730,8 +800,15 @@ class BridgeClient:
             return {"role": str(self.role), "agent": self._agent_name}
         token = self._token
         if callable(token):
-            produced = token()
-            token = await produced if inspect.isawaitable(produced) else produced
+            try:
+                produced = token()
+                token = await produced if inspect.isawaitable(produced) else produced
+            except Exception as exc:  # the caller's backend may be down: try again later
+                raise ConnectFailed(
+                    CONNECT_FAILED,
+                    f"the token function failed: {exc!r}",
+                    "No token to connect to the bridge with.",
+                ) from exc
         return {"role": str(self.role), "token": token}
 
     async def _open(self) -> ClientConnection:
@@ -790,13 +867,11 @@ class BridgeClient:
         return isinstance(exc, NotAuthenticated) and not callable(self._token)
 
     def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(backoff_max, backoff_initial * 2**attempt))."""
-        return self._rng.uniform(
-            0, min(self.backoff_max, self.backoff_initial * 2 ** min(attempt, 30))
-        )
+        return backoff_delay(attempt, self.backoff_initial, self.backoff_max, self._rng)
 
     def _mark_open(self, ws: ClientConnection) -> None:
         self._ws = ws
+        self._last.clear()  # last() is per connection; the retained replays come next
         self.connections += 1
         self._set_state(ConnectionState.OPEN)
 

@@ -1,59 +1,201 @@
-"""Hub settings: one frozen object, built by the CLI or by code that embeds the hub."""
+"""Hub settings: one frozen object, built by the CLI or by code that embeds the hub.
+
+:class:`HubConfig` is the one place a hub default is spelled. Each field
+carries its help text and bounds in its metadata; ``connect-bridge serve``
+derives its options (``--kebab-case``) and environment variables
+(``BRIDGE_<FIELD_NAME>``) from the fields, and docs/configuration.md lists them.
+Nothing else in the hub reads the environment.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from bridge.brokers import Broker, MemoryBroker
+from bridge.hub.core.router import DEFAULT_LIMITS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_LEEWAY
+from bridge.brokers.redis.settings import (
+    DEFAULT_HEARTBEAT,
+    DEFAULT_PREFIX,
+    DEFAULT_PROVIDER_TTL,
+    DEFAULT_RECONNECT_MAX,
+    DEFAULT_RETAINED_TTL,
+    DEFAULT_TIMEOUT,
+    RedisSettings,
+)
+
+#: Prefix of every setting's environment variable: ``port`` is ``BRIDGE_PORT``.
+ENV_PREFIX = "BRIDGE_"
+
+
+def about(
+    help: str,
+    *,
+    option: str | None = None,
+    min: float | None = None,
+    max: float | None = None,
+    min_open: bool = False,
+) -> dict[str, Any]:
+    """A :class:`HubConfig` field's metadata: its help text, and bounds.
+
+    ``option`` is the command-line name when it is not the field's name in
+    kebab case. ``min``/``max`` bound the value (``min_open``: strictly above
+    ``min``); the CLI turns them into click ranges, :class:`HubConfig` checks them.
+    """
+    return {"help": help, "option": option, "min": min, "max": max, "min_open": min_open}
+
+
+def env_name(name: str) -> str:
+    """The environment variable of a setting: ``redis_heartbeat`` -> ``BRIDGE_REDIS_HEARTBEAT``."""
+    return ENV_PREFIX + name.upper()
 
 
 @dataclass(frozen=True, slots=True)
 class HubConfig:
     """Everything a hub node needs to know to start.
 
-    The defaults are the documented protocol defaults (docs/protocol.md).
+    The defaults are the documented protocol defaults (docs/protocol.md,
+    docs/configuration.md).
     """
 
-    host: str = "127.0.0.1"
-    #: 0 picks a free port (tests); read the bound one from ``HubServer.port``.
-    port: int = 8765
-    #: HS256 secret for tokens. Required unless ``open_mode``.
-    secret: str | None = None
-    #: Local demo mode: no tokens, ``Hello`` names the agent.
-    open_mode: bool = False
-    #: Seconds a provider has to answer a request before REQUEST_TIMEOUT.
-    request_timeout: float = 10.0
-    #: Seconds a new connection has to send ``Hello``.
-    hello_timeout: float = 10.0
-    #: Clock leeway in seconds when checking token expiry.
-    token_leeway: float = 0.0
-    #: Largest accepted frame in bytes; larger ones close the connection with 1009.
-    max_frame_size: int = 64 * 1024
-    #: Browser origins accepted besides the hub's own; ``"*"`` accepts any.
-    allow_origins: tuple[str, ...] = ()
-    #: Extra schema folders (a deployment's own message kinds).
-    schema_dirs: tuple[Path, ...] = ()
-    #: Folder served at ``/`` over HTTP; ``None`` serves the packaged ``static/``.
-    static_dir: Path | None = None
-    #: Folder holding ``connect-streams-min.js`` (served at ``/vendor/streams/``).
-    streams_dir: Path | None = None
-    #: Redis URL for scale-out; ``None`` keeps the in-memory broker.
-    redis_url: str | None = None
-    #: Prefix for every Redis key and channel (several deployments, one Redis).
-    redis_prefix: str = "connect-bridge"
-    #: Seconds between a node's heartbeats, the provider-entry TTL, and how long
-    #: retained state outlives its last update. ``None``: the broker's defaults
-    #: (2, 6 and 86400 s, or the BRIDGE_REDIS_* environment; see docs/scaling.md).
-    redis_heartbeat: float | None = None
-    redis_provider_ttl: float | None = None
-    redis_retained_ttl: float | None = None
-    #: Outgoing bytes buffered for one client before it is dropped as too slow (4008).
-    max_send_buffer: int = 1024 * 1024
-    #: Token bucket per connection: sustained frames per second and burst size.
-    rate_limit: float = 50.0
-    rate_burst: int = 100
-    #: Frames refused by the rate limit in a row before the connection is closed (1008).
-    flood_close_after: int = 50
-    #: Most connections one agent may have on this node (apps and provider).
-    max_connections_per_agent: int = 200
-    #: permessage-deflate; off by default (it costs CPU on every frame).
-    compression: bool = False
+    host: str = field(default="127.0.0.1", metadata=about("Address to listen on."))
+    port: int = field(default=8765, metadata=about("Port to listen on (0 picks a free one).", min=0, max=65535))
+    secret: str | None = field(
+        default=None,
+        metadata=about("HS256 secret for tokens; required unless --open. Only from BRIDGE_SECRET or --secret-file."),
+    )
+    open_mode: bool = field(
+        default=False,
+        metadata=about(
+            "Demo mode: no tokens, Hello names the agent. Loopback only unless --open-anywhere.", option="--open"
+        ),
+    )
+    request_timeout: float = field(
+        default=DEFAULT_REQUEST_TIMEOUT,
+        metadata=about("Seconds a provider has to answer a request before REQUEST_TIMEOUT.", min=0, min_open=True),
+    )
+    hello_timeout: float = field(
+        default=10.0, metadata=about("Seconds a new connection has to send Hello.", min=0, min_open=True)
+    )
+    token_leeway: float = field(
+        default=DEFAULT_TOKEN_LEEWAY, metadata=about("Clock leeway in seconds when checking token expiry.", min=0)
+    )
+    max_frame_size: int = field(
+        default=64 * 1024,
+        metadata=about("Largest accepted frame in bytes; larger ones close the connection with 1009.", min=1),
+    )
+    allow_origins: tuple[str, ...] = field(
+        default=(),
+        metadata=about("A browser origin accepted besides the hub's own ('*' accepts any).", option="--allow-origin"),
+    )
+    schema_dirs: tuple[Path, ...] = field(
+        default=(),
+        metadata=about("A folder of extra message-kind schemas (a deployment's own kinds).", option="--schemas"),
+    )
+    static_dir: Path | None = field(
+        default=None,
+        metadata=about("Serve this folder at / instead of the built-in pages.", option="--static"),
+    )
+    streams_dir: Path | None = field(
+        default=None,
+        metadata=about(
+            "Folder with connect-streams-min.js, served at /vendor/streams/ "
+            "(default: ./node_modules/amazon-connect-streams/release)."
+        ),
+    )
+    redis_url: str | None = field(
+        default=None,
+        metadata=about(
+            "Scale out over Redis, e.g. redis://127.0.0.1:6379/0 (default: the in-memory broker).", option="--redis"
+        ),
+    )
+    redis_prefix: str = field(default=DEFAULT_PREFIX, metadata=about("Prefix of every Redis key and channel."))
+    redis_heartbeat: float = field(
+        default=DEFAULT_HEARTBEAT,
+        metadata=about("Seconds between this node's Redis heartbeats.", min=0, min_open=True),
+    )
+    redis_provider_ttl: float = field(
+        default=DEFAULT_PROVIDER_TTL,
+        metadata=about(
+            "Seconds a provider entry outlives its node's last heartbeat (must exceed the heartbeat).",
+            min=0,
+            min_open=True,
+        ),
+    )
+    redis_retained_ttl: float = field(
+        default=DEFAULT_RETAINED_TTL,
+        metadata=about("Seconds retained state is kept in Redis after its last write (0: forever).", min=0),
+    )
+    redis_reconnect_max: float = field(
+        default=DEFAULT_RECONNECT_MAX,
+        metadata=about("Longest wait in seconds between Redis reconnect attempts.", min=0, min_open=True),
+    )
+    redis_timeout: float = field(
+        default=DEFAULT_TIMEOUT,
+        metadata=about("Redis connect and command timeout in seconds.", min=0, min_open=True),
+    )
+    max_send_buffer: int = field(
+        default=1024 * 1024,
+        metadata=about("Unsent bytes per client before it is dropped as too slow (4008).", min=1),
+    )
+    rate_limit: float = field(
+        default=DEFAULT_LIMITS.rate, metadata=about("Sustained frames per second per connection.", min=0, min_open=True)
+    )
+    rate_burst: int = field(default=DEFAULT_LIMITS.burst, metadata=about("Burst size of the per-connection rate limit.", min=1))
+    flood_close_after: int = field(
+        default=DEFAULT_LIMITS.flood_close_after,
+        metadata=about("Frames refused by the rate limit in a row before the connection is closed (1008).", min=1),
+    )
+    max_connections_per_agent: int = field(
+        default=DEFAULT_LIMITS.connections_per_agent,
+        metadata=about("Most connections one agent may have on this node (apps and provider).", min=1),
+    )
+    compression: bool = field(
+        default=False, metadata=about("Enable permessage-deflate (off by default: it costs CPU on every frame).")
+    )
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            problem = out_of_bounds(getattr(self, spec.name), spec.metadata)
+            if problem:
+                raise ValueError(f"{spec.name} {problem}")
+        try:
+            self.redis_settings()  # their own rules: the provider TTL above the heartbeat, ...
+        except ValueError as exc:
+            raise ValueError(f"the Redis settings do not fit together: {exc}") from None
+
+    def redis_settings(self) -> RedisSettings:
+        """The Redis broker's settings; ``ValueError`` when they do not fit together."""
+        return RedisSettings(
+            prefix=self.redis_prefix,
+            heartbeat=self.redis_heartbeat,
+            provider_ttl=self.redis_provider_ttl,
+            retained_ttl=self.redis_retained_ttl,
+            reconnect_max=self.redis_reconnect_max,
+            timeout=self.redis_timeout,
+        )
+
+
+def out_of_bounds(value: Any, metadata: Mapping[str, Any]) -> str | None:
+    """What is wrong with a number against a field's bounds, or None."""
+    low, high = metadata.get("min"), metadata.get("max")
+    if low is not None and (value <= low if metadata.get("min_open") else value < low):
+        return f"must be {'above' if metadata.get('min_open') else 'at least'} {low:g}, not {value!r}"
+    if high is not None and value > high:
+        return f"must be at most {high:g}, not {value!r}"
+    return None
+
+
+#: The defaults, for commands that repeat one (``demo --port``, ``send --url``).
+DEFAULTS = HubConfig()
+
+
+def make_broker(config: HubConfig) -> Broker:
+    """The broker a node uses: in memory, or over Redis when ``redis_url`` is set."""
+    if config.redis_url is None:
+        return MemoryBroker()
+    from bridge.brokers.redis import RedisBroker  # imported only when asked for
+
+    return RedisBroker(config.redis_url, settings=config.redis_settings())

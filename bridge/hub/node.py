@@ -1,27 +1,47 @@
-"""A hub node: the node's connections, grouped by agent, wired to the router and the broker.
+"""A hub node: carries out the core's decisions with this node's sockets and its broker.
 
-The node carries out what the router decides. It leaves reading frames to
-the router (it only peeks into one on rare error paths) and never touches a
-socket: connections reach it as
-:class:`Transport` objects, whose ``send`` never blocks (a transport that
-cannot keep up drops its client, see :mod:`bridge.server`).
+The node owns I/O and nothing else: the transports of this node's
+connections, which of them each agent's events are delivered to, and the
+order of its broker subscriptions. Every decision (who joins, what is
+replayed, where a frame goes, what is retained, which request failed) comes
+from :class:`bridge.hub.core.router.Router` as a list of
+:mod:`bridge.hub.core.outputs`; the node reads none of the router's state.
+Connections reach it as :class:`Transport` objects, whose ``send`` never
+blocks (a transport that cannot keep up drops its client, see
+:mod:`bridge.hub.server`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterable
 from typing import Any, Protocol
 
-import orjson
-
-from bridge import protocol
 from bridge.brokers import Broker, Publication, PublicationType
-from bridge.hub.core.router import Answer, Close, Forward, Output, Peer, Publish, Reply, Router, hub_error
-from bridge.protocol import PROTOCOL_VERSION, PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Role
+from bridge.hub.core.outputs import (
+    Answer,
+    Attach,
+    Claim,
+    Close,
+    Deliver,
+    Detach,
+    Follow,
+    Forward,
+    Greet,
+    Output,
+    Publish,
+    Release,
+    Send,
+    Unfollow,
+)
+from bridge.hub.core.router import Joined, Peer, ProviderPublication, Router, Snapshot
+from bridge.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger("bridge.node")
+
+#: Decisions carried out at once, without awaiting anything.
+_IMMEDIATE = (Send, Deliver, Close, Attach, Detach)
 
 
 class Transport(Protocol):
@@ -34,26 +54,12 @@ class Transport(Protocol):
         """Close the connection (after what is already queued)."""
 
 
-@dataclass(slots=True)
-class Room:
-    """This node's connections of one agent."""
-
-    apps: dict[str, Transport] = field(default_factory=dict)
-    provider_id: str | None = None
-    provider: Transport | None = None
-    #: Apps still being greeted: live events wait here until their replay is sent.
-    joining: dict[str, list[bytes]] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.apps) + len(self.joining) + (self.provider is not None)
-
-
 class Observer(Protocol):
     """Receives the node's countable happenings (metrics)."""
 
     def frame_out(self, kind: str, count: int) -> None: ...
     def error_sent(self, error_type: str) -> None: ...
-    def request_done(self, seconds: float) -> None: ...
+    def disconnected(self, reason: str) -> None: ...
 
 
 class _NoObserver:
@@ -63,7 +69,7 @@ class _NoObserver:
     def error_sent(self, error_type: str) -> None:
         pass
 
-    def request_done(self, seconds: float) -> None:
+    def disconnected(self, reason: str) -> None:
         pass
 
 
@@ -74,9 +80,13 @@ class Node:
         self.router = router
         self.broker = broker
         self.observer: Observer = observer or _NoObserver()
-        self.rooms: dict[str, Room] = {}
-        #: Every joined local connection, for answers that name a connection id.
+        #: Every local connection, joined or not, by connection id.
         self.transports: dict[str, Transport] = {}
+        #: The connections attached to each agent: where ``Deliver`` goes.
+        self.groups: dict[str, dict[str, Transport]] = {}
+        #: Per agent, the last follow/unfollow sent to the broker: each waits for
+        #: the one before, so the broker sees them in the order they were decided.
+        self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -98,194 +108,182 @@ class Node:
         await self.broker.close()
 
     def stats(self) -> dict[str, Any]:
-        apps = sum(len(room.apps) + len(room.joining) for room in self.rooms.values())
-        providers = sum(room.provider is not None for room in self.rooms.values())
         return {
             "status": "ok" if self.broker_healthy else "degraded",
             "protocol": PROTOCOL_VERSION,
             "node": self.broker.node_id,
-            "connections": {"app": apps, "provider": providers},
-            "agents": len(self.rooms),
-            "providers": providers,
-            "pendingRequests": len(self.router.pending),
-            "validations": self.router.validations,
-            "validationSeconds": self.router.validation_seconds,
+            **self.router.stats(),
         }
 
     # --- connections -------------------------------------------------------------
 
-    def connections_of(self, agent: str) -> int:
-        room = self.rooms.get(agent)
-        return 0 if room is None else len(room)
+    def connect(self, transport: Transport) -> str:
+        """A socket opened: name it, so the router's decisions can address it."""
+        connection_id = self.router.new_connection_id()
+        self.transports[connection_id] = transport
+        return connection_id
 
-    async def join(self, peer: Peer, transport: Transport) -> None:
-        """Greet a connection that passed ``Hello`` and start routing to it."""
-        self.transports[peer.connection_id] = transport
-        room = self.rooms.get(peer.agent)
-        if room is None:
-            room = self.rooms[peer.agent] = Room()
-            await self.broker.follow(peer.agent)
-        if peer.role is Role.PROVIDER:
-            self._replace_provider(room, peer.connection_id)
-            room.provider_id, room.provider = peer.connection_id, transport
-            transport.send(self._welcome(peer, provider_connected=True))
-            # Other nodes replace their own older provider when this is announced.
-            await self.broker.claim_provider(peer.agent, peer.connection_id)
-            return
-        room.joining[peer.connection_id] = []
-        provider = await self.broker.provider(peer.agent)
-        retained = await self.broker.get_retained(peer.agent)
-        transport.send(self._welcome(peer, provider_connected=provider is not None))
-        status = protocol.event(PROVIDER_STATUS, {"connected": provider is not None}, retained=True)
-        transport.send(orjson.dumps(status))
-        if retained is not None:
-            transport.send(as_retained(retained))
-        held = room.joining.pop(peer.connection_id, None)
-        if held is None:  # the client left while being greeted
-            return
-        for data in held:
-            transport.send(data)
-        room.apps[peer.connection_id] = transport
+    async def hello(self, connection_id: str, frame: str | bytes) -> Peer | None:
+        """The connection's first frame: joined (and greeted) or refused."""
+        result = self.router.hello(connection_id, frame)
+        await self.run(result.outputs)
+        return result.peer if isinstance(result, Joined) else None
 
-    async def leave(self, peer: Peer) -> None:
-        """Forget a connection that closed, for whatever reason."""
-        self.router.pending.drop_connection(peer.connection_id)
-        self.transports.pop(peer.connection_id, None)
-        room = self.rooms.get(peer.agent)
-        if room is None:
-            return
-        room.apps.pop(peer.connection_id, None)
-        room.joining.pop(peer.connection_id, None)
-        if room.provider_id == peer.connection_id:
-            room.provider_id = room.provider = None
-            await self.broker.release_provider(peer.agent, peer.connection_id)
-        if not len(room) and self.rooms.get(peer.agent) is room:
-            del self.rooms[peer.agent]
-            await self.broker.unfollow(peer.agent)
-
-    def _welcome(self, peer: Peer, *, provider_connected: bool) -> bytes:
-        message = {
-            "agent": peer.agent,
-            "role": str(peer.role),
-            "connectionId": peer.connection_id,
-            "providerConnected": provider_connected,
-        }
-        return orjson.dumps(protocol.event(WELCOME, message))
-
-    # --- frames from local clients -----------------------------------------------
-
-    async def receive(self, peer: Peer, transport: Transport, frame: str | bytes) -> None:
+    async def receive(self, peer: Peer, frame: str | bytes) -> None:
         """Route one frame from a joined connection."""
-        for output in self.router.receive(peer, frame):
-            await self.execute(output, transport)
+        await self.run(self.router.receive(peer, frame))
 
-    async def execute(self, output: Output, transport: Transport) -> None:
-        """Carry out one routing decision; ``transport`` is the sender's."""
-        if isinstance(output, Publish):
-            if output.retain:
-                await self.broker.set_retained(output.agent, output.data)
-            await self.broker.publish(
-                output.agent, Publication(PublicationType.EVENT, output.data, output.reply_to)
-            )
-        elif isinstance(output, Forward):
-            self._timer_wake.set()
-            provider = await self.broker.send_request(output.agent, output.request_id, output.data)
-            if provider is None:
-                failure = self.router.provider_unavailable(output.agent, output.request_id)
-                if failure is not None:
-                    self._send_error(transport, failure[1], ErrorType.PROVIDER_UNAVAILABLE)
-            else:
-                entry = self.router.pending.get(output.agent, output.request_id)
-                if entry is not None:
-                    entry.provider = provider
-        elif isinstance(output, Reply):
-            transport.send(output.data)
-            if output.error_type is not None:
-                self.observer.error_sent(output.error_type)
-        elif isinstance(output, Answer):
-            await self.broker.publish(
-                output.agent, Publication(PublicationType.ERROR, output.data, output.reply_to)
-            )
+    async def disconnect(self, connection_id: str) -> None:
+        """A socket closed, for whatever reason."""
+        self.transports.pop(connection_id, None)
+        await self.run(self.router.leave(connection_id))
+
+    # --- carrying out ---------------------------------------------------------------
+
+    async def run(self, outputs: Iterable[Output]) -> None:
+        """Carry out decisions in order.
+
+        Subscription changes are handed to the broker before anything is
+        awaited, in the order the router made them: a follow decided after an
+        unfollow of the same agent must reach the broker after it.
+        """
+        outputs = list(outputs)
+        for output in outputs:
+            if isinstance(output, (Follow, Unfollow)):
+                self._subscribe(output)
+        for output in outputs:
+            if isinstance(output, _IMMEDIATE):
+                self._do(output)
+            elif isinstance(output, Publish):
+                if output.retain is not None:
+                    slot, keep = output.retain
+                    if keep:
+                        await self.broker.set_retained(output.agent, slot, output.data)
+                    else:
+                        await self.broker.drop_retained(output.agent, slot)
+                await self.broker.publish(
+                    output.agent, Publication(PublicationType.EVENT, output.data, output.reply_to)
+                )
+            elif isinstance(output, Forward):
+                self._timer_wake.set()
+                provider = await self.broker.send_request(output.agent, output.request_id, output.data)
+                await self.run(self.router.forwarded(output.agent, output.request_id, provider))
+            elif isinstance(output, Answer):
+                await self.broker.publish(
+                    output.agent, Publication(PublicationType.ERROR, output.data, output.reply_to)
+                )
+            elif isinstance(output, Greet):
+                await self._greet(output)
+            elif isinstance(output, Claim):
+                await self.broker.claim_provider(output.agent, output.connection_id)
+            elif isinstance(output, Release):
+                await self.broker.release_provider(output.agent, output.connection_id)
+
+    def _do(self, output: Send | Deliver | Close | Attach | Detach) -> None:
+        """Carry out a decision that needs no waiting: a socket write, a close, a group change."""
+        if isinstance(output, Deliver):
+            self._deliver(output.agent, output.data)
+        elif isinstance(output, Send):
+            transport = self.transports.get(output.connection_id)
+            if transport is not None:
+                transport.send(output.data)
+                if output.error_type is not None:
+                    self.observer.error_sent(output.error_type)
         elif isinstance(output, Close):
-            transport.close(output.code, output.reason)
+            transport = self.transports.get(output.connection_id)
+            if transport is not None:
+                if output.cause is not None:
+                    self.observer.disconnected(output.cause)
+                transport.close(output.code, output.reason)
+        elif isinstance(output, Attach):
+            transport = self.transports.get(output.connection_id)
+            if transport is not None:
+                self.groups.setdefault(output.agent, {})[output.connection_id] = transport
+        else:
+            group = self.groups.get(output.agent)
+            if group is not None:
+                group.pop(output.connection_id, None)
+                if not group:
+                    del self.groups[output.agent]
 
-    def _send_error(self, transport: Transport, data: bytes, error_type: str) -> None:
-        transport.send(data)
-        self.observer.error_sent(error_type)
+    def _deliver(self, agent: str, data: bytes) -> None:
+        group = self.groups.get(agent)
+        if group is None:
+            return
+        for transport in group.values():
+            transport.send(data)
+        self.observer.frame_out("event", len(group))
+
+    def _subscribe(self, change: Follow | Unfollow) -> None:
+        agent = change.agent
+        before = self._subscriptions.get(agent)
+        step = self.broker.follow(agent) if isinstance(change, Follow) else self.broker.unfollow(agent)
+        task = asyncio.create_task(self._after(before, step), name=f"bridge-subscription-{agent}")
+        self._subscriptions[agent] = task
+        task.add_done_callback(lambda done: self._subscribed(agent, done))
+
+    @staticmethod
+    async def _after(before: asyncio.Task[None] | None, step: Coroutine[Any, Any, None]) -> None:
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)
+        await step
+
+    def _subscribed(self, agent: str, task: asyncio.Task[None]) -> None:
+        if self._subscriptions.get(agent) is task:
+            del self._subscriptions[agent]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("subscription change for %s failed", agent, exc_info=task.exception())
+
+    async def _greet(self, greet: Greet) -> None:
+        """Wait for the connection's subscriptions, read its agents' state, then let the router greet it."""
+        for agent in greet.agents:
+            pending = self._subscriptions.get(agent)
+            if pending is not None:
+                await asyncio.gather(pending, return_exceptions=True)
+        snapshots: dict[str, Snapshot] = {}
+        for agent in greet.agents:
+            provider = await self.broker.provider(agent)
+            snapshots[agent] = Snapshot(provider is not None, await self.broker.get_retained(agent))
+        # The router's answer is carried out without awaiting in between (Send
+        # and Attach never await), so no live event slips between replay and attach.
+        await self.run(self.router.greet(greet.connection_id, snapshots))
 
     # --- the broker's side (BrokerHandler) -----------------------------------------
 
     def on_publication(self, agent: str, publication: Publication) -> None:
-        room = self.rooms.get(agent)
-        if publication.type is PublicationType.EVENT:
-            if publication.reply_to is not None:
-                entry = self.router.pending.pop(agent, publication.reply_to)
-                if entry is not None:
-                    self.observer.request_done(self.router.clock() - entry.started)
-            if room is not None:
-                self._to_apps(room, publication.data)
-        elif publication.type is PublicationType.ERROR:
-            assert publication.reply_to is not None
-            entry = self.router.pending.pop(agent, publication.reply_to)
-            if entry is None:
-                log.debug("dropped an error for %s/%s: nobody waits", agent, publication.reply_to)
+        kind = publication.type
+        if kind is PublicationType.EVENT:
+            outputs = self.router.event(agent, publication.data, publication.reply_to)
+        elif kind is PublicationType.ERROR:
+            if publication.reply_to is None:
                 return
-            transport = self.transports.get(entry.connection_id)
-            if transport is not None:
-                self._send_error(transport, publication.data, _error_type(publication.data))
-        elif publication.type is PublicationType.PROVIDER_UP:
-            self._provider_changed(agent, room, publication.connection_id)
-        elif publication.type is PublicationType.PROVIDER_DOWN:
-            self._provider_changed(agent, room, None)
-
-    def _provider_changed(self, agent: str, room: Room | None, provider: str | None) -> None:
-        for connection_id, data in self.router.provider_changed(agent, provider):
-            self._send_to(connection_id, data, ErrorType.PROVIDER_UNAVAILABLE)
-        if room is None:
+            outputs = self.router.error(agent, publication.reply_to, publication.data)
+        elif publication.connection_id is not None:
+            up = kind is PublicationType.PROVIDER_UP
+            outputs = self.router.provider_changed(agent, ProviderPublication(publication.connection_id, up))
+        else:
             return
-        if provider is not None:
-            self._replace_provider(room, provider)
-        status = protocol.event(PROVIDER_STATUS, {"connected": provider is not None})
-        self._to_apps(room, orjson.dumps(status))
-
-    def _replace_provider(self, room: Room, newer: str) -> None:
-        """Tell this node's provider of the agent, if older than ``newer``, and close it."""
-        if room.provider is None or room.provider_id == newer:
-            return
-        replaced = protocol.event(REPLACED, {"connectionId": newer})
-        room.provider.send(orjson.dumps(replaced))
-        room.provider.close(CloseCode.REPLACED, "replaced by a newer provider")
-        room.provider_id = room.provider = None
-
-    def _to_apps(self, room: Room, data: bytes) -> None:
-        for transport in room.apps.values():
-            transport.send(data)
-        for held in room.joining.values():
-            held.append(data)
-        self.observer.frame_out("event", len(room.apps))
+        self._run_now(outputs)
 
     def on_request(self, agent: str, request_id: str, data: bytes) -> None:
-        room = self.rooms.get(agent)
-        if room is not None and room.provider is not None:
-            room.provider.send(data)
-            return
-        # The registry pointed here but the provider just left: say so to the requester.
-        kind = protocol.kind_of(orjson.loads(data))
-        err = hub_error(ErrorType.PROVIDER_UNAVAILABLE, "the provider just disconnected", kind, request_id)
-        self._spawn(
-            self.broker.publish(agent, Publication(PublicationType.ERROR, orjson.dumps(err), request_id))
-        )
+        self._run_now(self.router.request(agent, request_id, data))
 
     def on_broker_health(self, healthy: bool) -> None:
         self.broker_healthy = healthy
 
     def on_resync(self) -> None:
         """The broker's backend is back: re-register this node's providers."""
-        for agent, room in self.rooms.items():
-            if room.provider_id is not None:
-                self._spawn(self.broker.claim_provider(agent, room.provider_id))
+        self._run_now(self.router.resync())
 
-    def _spawn(self, coro: Any) -> None:
+    def _run_now(self, outputs: list[Output]) -> None:
+        """Carry out decisions from a synchronous callback: inline when nothing needs awaiting."""
+        if all(isinstance(output, _IMMEDIATE) for output in outputs):
+            for output in outputs:
+                self._do(output)  # type: ignore[arg-type]
+        else:
+            self._spawn(self.run(outputs))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -294,34 +292,19 @@ class Node:
 
     async def _expire_requests(self) -> None:
         while True:
-            deadline = self.router.pending.next_deadline()
+            deadline = self.router.next_deadline()
             if deadline is None:
                 self._timer_wake.clear()
                 await self._timer_wake.wait()
                 continue
             delay = deadline - self.router.clock()
             if delay > 0:
-                await asyncio.sleep(delay)
-            for connection_id, data in self.router.timeouts():
-                self._send_to(connection_id, data, ErrorType.REQUEST_TIMEOUT)
-
-    def _send_to(self, connection_id: str, data: bytes, error_type: str) -> None:
-        transport = self.transports.get(connection_id)
-        if transport is not None:
-            self._send_error(transport, data, error_type)
-
-
-def as_retained(data: bytes) -> bytes:
-    """A stored event, replayed to a client that just joined: marked, and answering nothing."""
-    event = orjson.loads(data)
-    event.pop("replyTo", None)
-    event["retained"] = True
-    return orjson.dumps(event)
-
-
-def _error_type(data: bytes) -> str:
-    try:
-        return str(orjson.loads(data)["data"]["errorType"])
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return "UNKNOWN"
-
+                # Woken early by a new request, whose deadline may come sooner.
+                self._timer_wake.clear()
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._timer_wake.wait()
+                except TimeoutError:
+                    pass
+                continue
+            await self.run(self.router.timeouts())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
@@ -18,48 +17,21 @@ from typing import Any, Self
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
-from bridge.brokers import Broker, MemoryBroker
-from bridge.hub import http
-from bridge.hub.config import HubConfig
-from bridge.hub.core.limits import TokenBucket
-from bridge.hub.core.router import Joined, Output, Peer, Router
+from bridge.brokers import Broker
+from bridge.hub import http, wire
+from bridge.hub.config import HubConfig, make_broker
+from bridge.hub.core.router import Limits, Peer, Router
 from bridge.hub.metrics import CONTENT_TYPE, Metrics
 from bridge.hub.node import Node
-from bridge.protocol import CloseCode, ErrorType
+from bridge.protocol import CloseCode
 from bridge.protocol.catalog import Catalog
 
 log = logging.getLogger("bridge.server")
 
 #: Seconds a client dropped as too slow has to read up to its close frame.
 SLOW_CLIENT_GRACE = 2.0
-
-
-class _WireFrames:
-    """The wire form of the payload being fanned out, built once for all its recipients.
-
-    Without an extension (compression is off by default) a server's text frame
-    is the same bytes for every connection, so a fan-out to N apps serializes
-    once and writes N times. The payload is held, so its identity is not reused.
-    """
-
-    __slots__ = ("frame", "payload")
-
-    def __init__(self) -> None:
-        self.payload = b""
-        self.frame = Frame(Opcode.TEXT, b"").serialize(mask=False, extensions=[])
-
-    def text(self, payload: bytes) -> bytes:
-        if payload is not self.payload:
-            self.frame = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
-            self.payload = payload
-        return self.frame
-
-
-_wire_frames = _WireFrames()
 
 
 class SocketTransport:
@@ -83,30 +55,21 @@ class SocketTransport:
 
     def send(self, data: bytes) -> None:
         connection = self.connection
-        if self.closing or connection.protocol.state is not State.OPEN:
+        if self.closing or not wire.is_open(connection):
             return
-        if connection.transport.get_write_buffer_size() > self.max_buffer:
+        if wire.buffered(connection) > self.max_buffer:
             self.metrics.disconnected("too_slow")
             log.warning("closing %s: too slow to read", connection.id)
             self._drop_slow()
             return
-        if connection.protocol.extensions:  # each connection compresses its own frames
-            connection.protocol.send_text(data)
-            connection.send_data()
-        else:
-            connection.transport.write(_wire_frames.text(data))
+        wire.write_text(connection, data)
 
     def _drop_slow(self) -> None:
-        """Queue a 4008 close behind what is buffered, and cut the socket if it stays stuck.
-
-        ``ServerConnection.close`` would wait for the buffer to drain, which a
-        client that never reads never lets happen.
-        """
+        """Queue a 4008 close behind what is buffered, and cut the socket if it stays stuck."""
         self.closing = True
         connection = self.connection
-        connection.protocol.send_close(CloseCode.TOO_SLOW, "too slow; reconnect")
-        connection.send_data()
-        asyncio.get_running_loop().call_later(SLOW_CLIENT_GRACE, connection.transport.abort)
+        wire.queue_close(connection, CloseCode.TOO_SLOW, "too slow; reconnect")
+        asyncio.get_running_loop().call_later(SLOW_CLIENT_GRACE, wire.abort, connection)
 
     def close(self, code: int, reason: str) -> None:
         if self.closing:
@@ -137,7 +100,14 @@ class HubServer:
             open_mode=config.open_mode,
             token_leeway=config.token_leeway,
             request_timeout=config.request_timeout,
+            limits=Limits(
+                rate=config.rate_limit,
+                burst=config.rate_burst,
+                flood_close_after=config.flood_close_after,
+                connections_per_agent=config.max_connections_per_agent,
+            ),
             on_frame=self.metrics.frame_in,
+            on_request_done=self.metrics.request_done,
         )
         self.broker = broker if broker is not None else _make_broker(config)
         self.node = Node(self.router, self.broker, self.metrics)
@@ -217,81 +187,39 @@ class HubServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
-        peer = await self._greet(connection, transport)
-        if peer is None:
-            await transport.wait_closed()
-            return
+        connection_id = self.node.connect(transport)
         try:
-            await self._serve(connection, transport, peer)
+            peer = await self._hello(connection, connection_id)
+            if peer is not None:
+                log.info("%s joined %s as %s (%s)", connection_id, ",".join(peer.agents), peer.role, peer.source)
+                await self._serve(connection, transport, peer)
         except ConnectionClosed:
             pass
         finally:
-            await self.node.leave(peer)
+            await self.node.disconnect(connection_id)
             await transport.wait_closed()
 
-    async def _greet(self, connection: ServerConnection, transport: SocketTransport) -> Peer | None:
-        """Wait for Hello; join the client to its agent, or refuse and close it."""
+    async def _hello(self, connection: ServerConnection, connection_id: str) -> Peer | None:
+        """Wait for Hello; the router joins the client or refuses it."""
         try:
             async with asyncio.timeout(self.config.hello_timeout):
                 frame = await connection.recv()
         except TimeoutError:
-            refused = self.router.refuse(f"no Hello within {self.config.hello_timeout:g} s")
-            await self._carry_out(refused.outputs, transport)
-            return None
-        except ConnectionClosed:
+            await self.node.run(self.router.no_hello(connection_id, self.config.hello_timeout).outputs)
             return None
         if isinstance(frame, bytes):
-            refused = self.router.refuse("binary frames are not accepted; send Hello as text")
-            await self._carry_out(refused.outputs, transport)
+            await self.node.run(self.router.binary_frame(connection_id, joined=False))
             return None
-        result = self.router.hello(frame)
-        if not isinstance(result, Joined):
-            await self._carry_out(result.outputs, transport)
-            return None
-        peer = result.peer
-        limit = self.config.max_connections_per_agent
-        if self.node.connections_of(peer.agent) >= limit:
-            refused = self.router.refuse(
-                f"agent {peer.agent} already has {limit} connections", error_type=ErrorType.FORBIDDEN
-            )
-            await self._carry_out(refused.outputs, transport)
-            return None
-        await self.node.join(peer, transport)
-        log.info("%s joined agent %s as %s (%s)", peer.connection_id, peer.agent, peer.role, peer.source)
-        return peer
-
-    async def _carry_out(self, outputs: list[Output], transport: SocketTransport) -> None:
-        for output in outputs:
-            await self.node.execute(output, transport)
+        return await self.node.hello(connection_id, frame)
 
     async def _serve(self, connection: ServerConnection, transport: SocketTransport, peer: Peer) -> None:
-        config = self.config
-        bucket = TokenBucket.full(config.rate_limit, config.rate_burst, time.monotonic())
         async for frame in connection:
             if isinstance(frame, bytes):
-                self.metrics.disconnected("binary_frame")
-                await self._carry_out(self.router.binary_frame(), transport)
+                await self.node.run(self.router.binary_frame(peer.connection_id))
+            else:
+                await self.node.receive(peer, frame)
+            if transport.closing:  # the router closed it (flooding, binary frame) or it was too slow
                 return
-            if not bucket.take(time.monotonic()):
-                if bucket.refused_in_a_row >= config.flood_close_after:
-                    self.metrics.disconnected("flooding")
-                    transport.close(CloseCode.POLICY_VIOLATION, "flooding")
-                    return
-                limit = f"{config.rate_limit:g} frames/s (burst {config.rate_burst})"
-                await self.node.execute(self.router.rate_limited(frame, limit), transport)
-                continue
-            await self.node.receive(peer, transport, frame)
 
 
-def _make_broker(config: HubConfig) -> Broker:
-    if config.redis_url is None:
-        return MemoryBroker()
-    from bridge.brokers.redis import RedisBroker  # imported only when asked for
-
-    return RedisBroker(
-        config.redis_url,
-        prefix=config.redis_prefix,
-        heartbeat=config.redis_heartbeat,
-        provider_ttl=config.redis_provider_ttl,
-        retained_ttl=config.redis_retained_ttl,
-    )
+_make_broker = make_broker  # moved to bridge.hub.config

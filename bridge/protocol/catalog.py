@@ -35,7 +35,9 @@ import orjson
 import referencing
 import referencing.jsonschema
 
-from bridge.protocol import Kind, Role, is_error_kind, kind_of
+from bridge.protocol.envelopes import Role, is_error_kind, kind_of
+from bridge.protocol.kind import Kind
+from bridge.protocol.retention import RetainRule
 
 Shape = Literal["request", "event", "error"]
 Sender = Literal["app", "provider", "hub"]
@@ -61,6 +63,13 @@ class KindSpec:
     reference: jsonschema.protocols.Validator  # for precise error messages
     #: ``Amazon/Agent/SetNotReady``: the kind's name, for logs and metrics.
     label: str
+    #: Events: how they are kept for late joiners (``x-bridge.retain``), or ``None``.
+    retain: RetainRule | None = None
+    #: Requests: seconds the provider has to answer (``x-bridge.timeout``); ``None``: the hub's default.
+    timeout: float | None = None
+    #: Error types the provider may answer this kind with, and the sentence shown
+    #: to a person (``x-bridge.errors``); on the error kind, those the hub raises itself.
+    errors: tuple[tuple[str, str], ...] = ()
 
     def explain(self, envelope: Any) -> str:
         """Describe why ``envelope`` breaks this schema: JSON path and rule."""
@@ -245,6 +254,7 @@ def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
         if annotation is None:
             continue  # shared definitions
         kind, shape, senders = _read_annotation(path, schema, annotation)
+        retain, timeout, errors = _read_behaviour(path, kind, shape, annotation)
         key = (tuple(kind), shape)
         if key in seen:
             raise CatalogError(f"{path}: {kind} ({shape}) is already defined by {seen[key]}")
@@ -254,7 +264,9 @@ def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
         except Exception as exc:  # jsonschema-rs raises ValueError/ReferencingError
             raise CatalogError(f"{path}: cannot compile: {exc}") from exc
         reference = jsonschema.Draft202012Validator(schema, registry=reference_registry)
-        specs.append(KindSpec(kind, shape, senders, path, schema, fast, reference, str(kind)))
+        specs.append(
+            KindSpec(kind, shape, senders, path, schema, fast, reference, str(kind), retain, timeout, errors)
+        )
     return specs
 
 
@@ -272,6 +284,44 @@ def _read_schema(path: Path) -> dict[str, Any]:
     except jsonschema.exceptions.SchemaError as exc:
         raise CatalogError(f"{path}: not a valid JSON Schema (2020-12): {describe_error(exc)}") from exc
     return schema
+
+
+_ANNOTATION_KEYS: Final = frozenset({"shape", "senders", "retain", "timeout", "errors"})
+_ERROR_TYPE: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
+#: Longest request deadline a schema may declare, in seconds.
+MAX_TIMEOUT: Final = 3600.0
+
+
+def _read_behaviour(
+    path: Path, kind: Kind, shape: Shape, annotation: dict[str, Any]
+) -> tuple[RetainRule | None, float | None, tuple[tuple[str, str], ...]]:
+    """The behaviour a kind declares: ``retain`` (events), ``timeout`` (requests), ``errors``."""
+    unknown = set(annotation) - _ANNOTATION_KEYS
+    if unknown:
+        raise CatalogError(f"{path}: x-bridge has unknown keys: {', '.join(sorted(unknown))}")
+    retain = None
+    if "retain" in annotation:
+        if shape != "event":
+            raise CatalogError(f"{path}: x-bridge.retain is for events only")
+        try:
+            retain = RetainRule.from_annotation(str(kind), annotation["retain"])
+        except ValueError as exc:
+            raise CatalogError(f"{path}: x-bridge.{exc}") from None
+    timeout = annotation.get("timeout")
+    if timeout is not None:
+        if shape != "request":
+            raise CatalogError(f"{path}: x-bridge.timeout is for requests only")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= MAX_TIMEOUT:
+            raise CatalogError(f"{path}: x-bridge.timeout must be seconds, more than 0 and at most {MAX_TIMEOUT:g}")
+        timeout = float(timeout)
+    errors = annotation.get("errors", {})
+    if not isinstance(errors, dict) or not all(
+        isinstance(k, str) and _ERROR_TYPE.match(k) and isinstance(v, str) and v for k, v in errors.items()
+    ):
+        raise CatalogError(f"{path}: x-bridge.errors maps UPPER_SNAKE error types to the sentence shown to a person")
+    if errors and shape == "event":
+        raise CatalogError(f"{path}: x-bridge.errors is for requests (and the error kind) only")
+    return retain, timeout, tuple(errors.items())
 
 
 def _read_annotation(

@@ -1,7 +1,8 @@
 """The widget and the Streams page in real Chromium, through a real hub.
 
-ccp.html runs our provider code on the real amazon-connect-streams library
-with its backend emulated (static/js/ccp-emulator.js); widget.html is the
+ccp.html runs our provider code (static/js/provider/) on the real
+amazon-connect-streams library with its backend emulated
+(static/js/emulator/ccp-emulator.js); widget.html is the
 agent's widget. Every test joins them through an in-process hub, so each
 click crosses: widget -> hub -> provider -> Streams Agent API -> emulated
 Connect -> Streams events -> provider -> hub -> widgets.
@@ -85,15 +86,22 @@ async def test_not_ready_click_reaches_streams_and_updates_the_widget(browse: Br
     shutil.copyfile(shot, REPO / "docs" / "images" / "widget.png")
 
 
+async def test_the_landing_page_links_follow_the_agent(browse: Browse) -> None:
+    page = await browse.page("", "index")
+    await page.get_by_label("Agent").fill("agent 9")
+    await expect(page.locator("#link-ccp")).to_have_attribute("href", "ccp.html?emulate=1&agent=agent%209")
+    await expect(page.locator("#link-widget")).to_have_attribute("href", "widget.html?agent=agent%209")
+
+
 async def test_python_app_set_not_ready_changes_the_page_and_two_widgets(browse: Browse) -> None:
     ccp = await browse.ccp("agent2")
     first = await browse.widget("agent2", "first widget")
     second = await browse.widget("agent2", "second widget")
     async with BridgeClient(browse.hub.url, agent="agent2", source="pytest-app") as app:
-        answer = await app.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"}, timeout=5)
+        answer = await app.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Break"}, timeout=5)
         # The other answers the page builds pass the hub's schemas too.
-        sync = await app.request("Amazon", "Agent", "StateSync", timeout=5)
-        states = await app.request("Amazon", "Agent", "GetStates", timeout=5)
+        sync = await app.request("Amazon/Agent/StateSync", timeout=5)
+        states = await app.request("Amazon/Agent/GetStates", timeout=5)
     assert sync["message"]["loginState"] == "LoggedIn"
     assert sync["message"]["agentState"]["name"] == "Break"
     assert {"label": "Break", "code": "Break", "type": "not_routable"} in states["message"]["states"]

@@ -45,3 +45,7 @@ class RedisSettings:
             )
         if self.retained_ttl < 0 or self.reconnect_max <= 0:
             raise ValueError("the retained TTL must be 0 or more and reconnect_max positive")
+
+
+#: Every default: what a broker built without settings uses.
+DEFAULT_SETTINGS: Final = RedisSettings()

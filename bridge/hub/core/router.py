@@ -1,129 +1,126 @@
-"""The routing core: given who sent a frame and the frame, decide what goes where.
+"""The hub's sans-I/O core: sessions, routing, retention and refusals, decided without I/O.
 
-No sockets, no asyncio, no broker: the router turns text into *outputs*
-(:class:`Reply`, :class:`Forward`, :class:`Publish`, :class:`Answer`,
-:class:`Close`) that the node (:mod:`bridge.node`) carries out. Tests drive it
-with plain strings and a fake clock.
+The :class:`Router` is told what happens to one hub node (a connection
+opened and said something, the broker delivered a publication or a request,
+time passed, a connection closed) and answers with the outputs of
+:mod:`bridge.hub.core.outputs`, which :class:`bridge.hub.node.Node` carries
+out. It owns every piece of session state: who is connected and as what,
+which agents each connection follows (its *subscriptions*), the rooms, the
+requests in flight, the rate limits. Tests drive it with plain strings and a
+fake clock.
+
+What each message kind does (who may send it, whether and how it is
+retained, its request deadline) is read from its schema through the
+:class:`~bridge.protocol.catalog.Catalog`, not spelled here.
 """
 
 from __future__ import annotations
 
-import itertools
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
 from bridge import protocol
+from bridge.hub.core.ids import new_connection_id, new_request_id
+from bridge.hub.core.limits import TokenBucket
+from bridge.hub.core.outputs import (
+    Answer,
+    Attach,
+    Claim,
+    Close,
+    Deliver,
+    Detach,
+    Follow,
+    Forward,
+    Greet,
+    Output,
+    Publish,
+    Release,
+    Send,
+    Unfollow,
+)
 from bridge.hub.core.pending import Pending, PendingRequests
-from bridge.protocol import HELLO, SET_AGENT_STATE, CloseCode, ErrorType, Kind, Role
+from bridge.hub.core.rooms import Rooms
+from bridge.protocol import HELLO, PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Kind, Role
 from bridge.protocol.catalog import Catalog
 from bridge.protocol.tokens import TokenError, verify_token
 
 _ID_MAX: Final = 64
+#: Seconds a provider has to answer a request whose kind declares no deadline of its own.
+DEFAULT_REQUEST_TIMEOUT: Final = 10.0
+#: Clock leeway in seconds when checking a token's expiry.
+DEFAULT_TOKEN_LEEWAY: Final = 0.0
+_PROBLEMS: Final = {
+    "unknown": ErrorType.UNKNOWN_MESSAGE,
+    "forbidden": ErrorType.FORBIDDEN,
+    "schema": ErrorType.SCHEMA_VIOLATION,
+}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class Peer:
-    """A joined connection: which agent it belongs to and as what."""
+    """A joined connection: who it is and which agents it follows."""
 
     connection_id: str
-    agent: str
     role: Role
     source: str
+    #: The agents it follows (its subscriptions): one for an app or a provider.
+    agents: tuple[str, ...]
+    #: Its flood control (``None``: unlimited, as in the core's own tests).
+    bucket: TokenBucket | None = field(default=None, repr=False)
+
+    @property
+    def agent(self) -> str:
+        """The one agent of an app or a provider."""
+        return self.agents[0]
 
 
-# --- outputs -----------------------------------------------------------------
-# Plain slotted classes, not frozen ones: one is made per frame, and a frozen
-# dataclass's __init__ costs several times more.
-
-
-@dataclass(slots=True)
-class Reply:
-    """Send ``data`` to the connection that sent the frame."""
-
-    data: bytes
-    #: Set when ``data`` is an error (for metrics).
-    error_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the sender's connection (after any replies before it)."""
-
-    code: CloseCode
-    reason: str
-
-
-@dataclass(slots=True)
-class Forward:
-    """Hand a request to the agent's provider, wherever it is connected."""
-
-    agent: str
-    request_id: str
-    kind: Kind
-    data: bytes
-
-
-@dataclass(slots=True)
-class Publish:
-    """Send an event to every app of the agent; keep it as retained state if ``retain``."""
-
-    agent: str
-    data: bytes
-    reply_to: str | None
-    retain: bool
-
-
-@dataclass(slots=True)
-class Answer:
-    """Send a provider's error to the requester of ``reply_to`` only."""
-
-    agent: str
-    reply_to: str
-    data: bytes
-
-
-Output = Reply | Close | Forward | Publish | Answer
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
+class Joined(NamedTuple):
     peer: Peer
+    outputs: list[Output]
+
+
+class Refused(NamedTuple):
+    outputs: list[Output]
+
+
+class ProviderPublication(NamedTuple):
+    """What the broker said about an agent's provider."""
+
+    connection_id: str
+    up: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
-    outputs: list[Output]
+class Limits:
+    """The per-connection limits the core enforces; ``HubConfig`` takes its defaults from here."""
+
+    #: Sustained frames per second and burst, per connection.
+    rate: float = 50.0
+    burst: int = 100
+    #: Frames refused by the rate limit in a row before the connection is closed (1008).
+    flood_close_after: int = 50
+    #: Most connections one agent may have on this node (apps and provider).
+    connections_per_agent: int = 200
+
+
+DEFAULT_LIMITS: Final = Limits()
 
 
 def _ignore(label: str) -> None:
     pass
 
 
-def new_connection_id() -> str:
-    return "c-" + secrets.token_hex(6)
-
-
-_request_prefix = "h-" + secrets.token_hex(4) + "-"
-_request_counter = itertools.count(1)
-
-
-def new_request_id() -> str:
-    """Unique across nodes (a random prefix per process) and cheap (a counter)."""
-    return f"{_request_prefix}{next(_request_counter)}"
+def _ignore_done(seconds: float) -> None:
+    pass
 
 
 class Router:
-    """Decides, frame by frame, for one hub node.
-
-    It owns the node's table of requests in flight (:attr:`pending`), because
-    answers and timeouts are routing decisions too.
-    """
+    """Decides, event by event, for one hub node."""
 
     def __init__(
         self,
@@ -131,12 +128,14 @@ class Router:
         *,
         secret: str | None,
         open_mode: bool = False,
-        token_leeway: float = 0.0,
-        request_timeout: float = 10.0,
+        token_leeway: float = DEFAULT_TOKEN_LEEWAY,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
         connection_ids: Callable[[], str] = new_connection_id,
         request_ids: Callable[[], str] = new_request_id,
         on_frame: Callable[[str], None] | None = None,
+        on_request_done: Callable[[float], None] | None = None,
     ) -> None:
         if not open_mode and not secret:
             raise ValueError("a hub needs a secret unless it runs in open mode")
@@ -145,79 +144,193 @@ class Router:
         self.open_mode = open_mode
         self.token_leeway = token_leeway
         self.request_timeout = request_timeout
+        self.limits = limits if limits is not None else Limits()
         self.clock = clock
-        self.connection_ids = connection_ids
+        self.new_connection_id = connection_ids
         self.request_ids = request_ids
         self.pending = PendingRequests()
+        self.rooms = Rooms()
+        #: Joined connections by id.
+        self.peers: dict[str, Peer] = {}
         #: Told the kind of every frame received (or why it was refused): metrics.
         self.on_frame = on_frame or _ignore
+        #: Told how long each answered request took: metrics.
+        self.on_request_done = on_request_done or _ignore_done
         #: Time spent in schema validation, and how many frames it checked.
         self.validation_seconds = 0.0
         self.validations = 0
 
-    # --- session -------------------------------------------------------------
+    # --- joining -------------------------------------------------------------------
 
-    def hello(self, frame: str | bytes) -> Joined | Refused:
-        """Check a connection's first frame; it must be a valid ``Hello``."""
+    def hello(self, connection_id: str, frame: str | bytes) -> Joined | Refused:
+        """Check a connection's first frame (it must be a valid ``Hello``) and admit it.
+
+        Admitted, the connection is in its agents' rooms as *joining*: live
+        events for it are held until :meth:`greet` sends its replay.
+        """
         try:
             envelope = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
-            return self.refuse(f"the first frame must be Hello; it is not JSON: {exc}", None)
+            return self.refuse(connection_id, f"the first frame must be Hello; it is not JSON: {exc}")
         reply_to = _reply_to(envelope)
         if protocol.kind_of(envelope) != HELLO:
-            return self.refuse("the first frame must be Bridge/Session/Hello", reply_to)
+            return self.refuse(connection_id, "the first frame must be Bridge/Session/Hello", reply_to)
         verdict = self.catalog.check(envelope, HELLO, "app")
         if verdict.problem is not None:
-            return self.refuse(f"bad Hello: {verdict.detail}", reply_to)
+            return self.refuse(connection_id, f"bad Hello: {verdict.detail}", reply_to)
         data = envelope["data"]
         role = Role(data["role"])
         if self.open_mode:
             agent = data.get("agent")
             if agent is None:
-                return self.refuse("this hub runs in open mode: name the agent in data.agent", reply_to)
+                return self.refuse(connection_id, "this hub runs in open mode: name the agent in data.agent", reply_to)
         else:
             token = data.get("token")
             if token is None or self.secret is None:
-                return self.refuse("a token is required (data.token)", reply_to)
+                return self.refuse(connection_id, "a token is required (data.token)", reply_to)
             try:
                 claims = verify_token(self.secret, token, leeway=self.token_leeway)
             except TokenError as exc:
-                return self.refuse(str(exc), reply_to)
+                return self.refuse(connection_id, str(exc), reply_to)
             if claims.role != role:
-                return self.refuse(
-                    f"the token is for role {claims.role}, not {role}", reply_to
-                )
+                return self.refuse(connection_id, f"the token is for role {claims.role}, not {role}", reply_to)
             agent = claims.agent
-        return Joined(Peer(self.connection_ids(), agent, role, envelope["source"]))
+        agents = (agent,)
+        cap = self.limits.connections_per_agent
+        for name in agents:
+            if self.rooms.size(name) >= cap:
+                return self.refuse(
+                    connection_id, f"agent {name} already has {cap} connections", reply_to, error_type=ErrorType.FORBIDDEN
+                )
+        bucket = TokenBucket.full(self.limits.rate, self.limits.burst, self.clock())
+        peer = Peer(connection_id, role, envelope["source"], agents, bucket)
+        self.peers[connection_id] = peer
+        outputs: list[Output] = []
+        for name in agents:
+            room, new = self.rooms.open(name)
+            if new:
+                outputs.append(Follow(name))
+            if role is Role.PROVIDER:
+                # One provider per agent: the newest takes over at once, so
+                # the older one's departure no longer counts as the agent's.
+                if room.provider is not None:
+                    outputs += self._replaced(room.provider, connection_id)
+                room.provider = connection_id
+            else:
+                room.joining[connection_id] = []
+        outputs.append(Greet(connection_id, agents))
+        return Joined(peer, outputs)
+
+    def greet(self, connection_id: str, snapshots: dict[str, Snapshot]) -> list[Output]:
+        """Welcome a joining connection: its ``Welcome``, the replay of each agent, then live.
+
+        ``snapshots`` is each agent's provider status and retained frames, read
+        after the node followed the agent. Live frames held meanwhile follow
+        the replay: every event is in the replay or delivered after it (one
+        published while the snapshot was read may come in both).
+        """
+        peer = self.peers.get(connection_id)
+        if peer is None:  # it left while being greeted
+            return []
+        if peer.role is Role.PROVIDER:
+            agent = peer.agent
+            room = self.rooms.get(agent)
+            if room is None or room.provider != connection_id:
+                return []  # replaced while being greeted
+            return [Send(connection_id, self._welcome(peer, provider_connected=True)), Claim(agent, connection_id)]
+        first = snapshots.get(peer.agent)
+        outputs: list[Output] = [
+            Send(connection_id, self._welcome(peer, provider_connected=first is not None and first.provider_connected))
+        ]
+        for agent in peer.agents:
+            snapshot = snapshots.get(agent, Snapshot(False, []))
+            status = protocol.event(PROVIDER_STATUS, {"connected": snapshot.provider_connected}, retained=True)
+            outputs.append(Send(connection_id, orjson.dumps(status)))
+            outputs += [Send(connection_id, data) for data in self._replay(snapshot.retained)]
+            room = self.rooms.get(agent)
+            held = room.joining.pop(connection_id, None) if room is not None else None
+            if room is None or held is None:
+                continue
+            outputs += [Send(connection_id, data) for data in held]
+            room.attached.add(connection_id)
+            outputs.append(Attach(connection_id, agent))
+        return outputs
+
+    def _replay(self, retained: list[bytes]) -> list[bytes]:
+        """Retained frames as replayed: marked, answering nothing; one-per-kind slots before keyed ones."""
+        frames: list[tuple[bool, bytes]] = []
+        for data in retained:
+            try:
+                envelope = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue  # never written by this hub; nothing a client could use
+            kind = protocol.kind_of(envelope)
+            spec = self.catalog.spec(kind, "event") if kind is not None else None
+            keyed = spec is not None and spec.retain is not None and spec.retain.key is not None
+            envelope.pop("replyTo", None)
+            envelope["retained"] = True
+            frames.append((keyed, orjson.dumps(envelope)))
+        frames.sort(key=lambda item: item[0])  # stable: first-retained order within each group
+        return [data for _, data in frames]
+
+    def _welcome(self, peer: Peer, *, provider_connected: bool) -> bytes:
+        message = {
+            "agent": peer.agent,
+            "role": str(peer.role),
+            "connectionId": peer.connection_id,
+            "providerConnected": provider_connected,
+        }
+        return orjson.dumps(protocol.event(WELCOME, message))
+
+    def _replaced(self, older: str, newer: str) -> list[Output]:
+        replaced = protocol.event(REPLACED, {"connectionId": newer})
+        return [
+            Send(older, orjson.dumps(replaced)),
+            Close(older, CloseCode.REPLACED, "replaced by a newer provider"),
+        ]
+
+    # --- refusals ----------------------------------------------------------------------
 
     def refuse(
-        self, why: str, reply_to: str | None = None, *, error_type: ErrorType = ErrorType.NOT_AUTHENTICATED
+        self,
+        connection_id: str,
+        why: str,
+        reply_to: str | None = None,
+        *,
+        error_type: ErrorType = ErrorType.NOT_AUTHENTICATED,
     ) -> Refused:
         """Turn a connection away at ``Hello`` (bad Hello or token, none in time, agent full)."""
         err = protocol.error(error_type, why, channel=protocol.BRIDGE, request=HELLO, reply_to=reply_to)
-        return Refused([Reply(orjson.dumps(err), error_type), Close(CloseCode.POLICY_VIOLATION, "Hello refused")])
+        return Refused([
+            Send(connection_id, orjson.dumps(err), error_type),
+            Close(connection_id, CloseCode.POLICY_VIOLATION, "Hello refused"),
+        ])
 
-    def binary_frame(self) -> list[Output]:
+    def no_hello(self, connection_id: str, seconds: float) -> Refused:
+        return self.refuse(connection_id, f"no Hello within {seconds:g} s")
+
+    def binary_frame(self, connection_id: str, *, joined: bool = True) -> list[Output]:
         """Binary frames are outside the protocol: say so, then close (1008)."""
+        if not joined:
+            return self.refuse(connection_id, "binary frames are not accepted; send Hello as text").outputs
         why = "binary frames are not accepted; send JSON envelopes as text"
-        return [self._error(ErrorType.INVALID_ENVELOPE, why, None, None), Close(CloseCode.POLICY_VIOLATION, why)]
+        return [
+            self._error(connection_id, ErrorType.INVALID_ENVELOPE, why, None, None),
+            Close(connection_id, CloseCode.POLICY_VIOLATION, why, cause="binary_frame"),
+        ]
 
-    def rate_limited(self, frame: str | bytes, limit: str) -> Reply:
-        """The answer to a frame dropped by the connection's rate limit."""
-        try:
-            reply_to = _reply_to(orjson.loads(frame))
-        except orjson.JSONDecodeError:
-            reply_to = None
-        return self._error(ErrorType.RATE_LIMITED, f"over the limit of {limit}; frame dropped", None, reply_to)
-
-    # --- frames from a joined connection ---------------------------------------
+    # --- frames from a joined connection --------------------------------------------------
 
     def receive(self, peer: Peer, frame: str | bytes) -> list[Output]:
-        """Route one frame from a joined connection."""
+        """Route one frame from a joined connection, after its rate limit."""
+        bucket = peer.bucket
+        if bucket is not None and not bucket.take(self.clock()):
+            return self._over_limit(peer, bucket, frame)
+        cid = peer.connection_id
         try:
             envelope: Any = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
-            return [self._error(ErrorType.INVALID_JSON, f"not JSON: {exc}", None, None)]
+            return [self._error(cid, ErrorType.INVALID_JSON, f"not JSON: {exc}", None, None)]
         reply_to = _reply_to(envelope)
         kind = protocol.kind_of(envelope)
         if kind is None:
@@ -226,36 +339,43 @@ class Router:
                 if not isinstance(envelope, dict)
                 else "channel, topic and subtopic must all be strings"
             )
-            return [self._error(ErrorType.INVALID_ENVELOPE, why, None, reply_to)]
+            return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, None, reply_to)]
         if kind == HELLO:
-            return [self._error(ErrorType.FORBIDDEN, "Hello was already accepted", kind, reply_to)]
+            return [self._error(cid, ErrorType.FORBIDDEN, "Hello was already accepted", kind, reply_to)]
         started = perf_counter()
         verdict = self.catalog.check(envelope, kind, peer.role)
         self.validation_seconds += perf_counter() - started
         self.validations += 1
-        self.on_frame(verdict.spec.label if verdict.spec is not None else "refused")
-        if verdict.problem is not None:
-            error_type = {
-                "unknown": ErrorType.UNKNOWN_MESSAGE,
-                "forbidden": ErrorType.FORBIDDEN,
-                "schema": ErrorType.SCHEMA_VIOLATION,
-            }[verdict.problem]
-            return [self._error(error_type, verdict.detail, kind, reply_to)]
-        assert verdict.spec is not None
-        shape = verdict.spec.shape
-        if shape == "request":
-            return [self._request(peer, envelope, kind, frame)]
+        spec = verdict.spec
+        self.on_frame(spec.label if spec is not None else "refused")
+        if verdict.problem is not None or spec is None:
+            return [self._error(cid, _PROBLEMS[verdict.problem or "unknown"], verdict.detail, kind, reply_to)]
+        agent = peer.agent
+        if spec.shape == "request":
+            return [self._request(peer, agent, envelope, kind, frame, spec.timeout)]
         data = frame.encode() if isinstance(frame, str) else frame
         answers = envelope.get("replyTo")  # valid per the schema: absent or a short string
-        if shape == "event":
-            return [Publish(peer.agent, data, answers, retain=kind == SET_AGENT_STATE)]
+        if spec.shape == "event":
+            retain = spec.retain.decide(envelope) if spec.retain is not None else None
+            return [Publish(agent, data, answers, retain)]
         if answers is None:
             # An error that answers nothing cannot reach anyone; it is dropped.
             return []
-        return [Answer(peer.agent, answers, data)]
+        return [Answer(agent, answers, data)]
+
+    def _over_limit(self, peer: Peer, bucket: TokenBucket, frame: str | bytes) -> list[Output]:
+        cid = peer.connection_id
+        if bucket.refused_in_a_row >= self.limits.flood_close_after:
+            return [Close(cid, CloseCode.POLICY_VIOLATION, "flooding", cause="flooding")]
+        try:
+            reply_to = _reply_to(orjson.loads(frame))
+        except orjson.JSONDecodeError:
+            reply_to = None
+        limit = f"{self.limits.rate:g} frames/s (burst {self.limits.burst})"
+        return [self._error(cid, ErrorType.RATE_LIMITED, f"over the limit of {limit}; frame dropped", None, reply_to)]
 
     def _request(
-        self, peer: Peer, envelope: dict[str, Any], kind: Kind, frame: str | bytes
+        self, peer: Peer, agent: str, envelope: dict[str, Any], kind: Kind, frame: str | bytes, timeout: float | None
     ) -> Output:
         request_id = envelope.get("id")
         if request_id is None:
@@ -264,74 +384,166 @@ class Router:
             data = orjson.dumps(envelope)
         else:
             data = frame.encode() if isinstance(frame, str) else frame
-        if (peer.agent, request_id) in self.pending:
+        if (agent, request_id) in self.pending:
             return self._error(
+                peer.connection_id,
                 ErrorType.DUPLICATE_REQUEST_ID,
-                f"request id {request_id!r} is already in flight for agent {peer.agent}",
+                f"request id {request_id!r} is already in flight for agent {agent}",
                 kind,
                 request_id,
             )
         now = self.clock()
-        self.pending.add(
-            Pending(
-                agent=peer.agent,
-                request_id=request_id,
-                connection_id=peer.connection_id,
-                kind=kind,
-                started=now,
-                deadline=now + self.request_timeout,
-            )
-        )
-        return Forward(peer.agent, request_id, kind, data)
+        seconds = self.request_timeout if timeout is None else timeout
+        self.pending.add(Pending(agent, request_id, peer.connection_id, kind, now, now + seconds))
+        return Forward(agent, request_id, data)
+
+    def forwarded(self, agent: str, request_id: str, provider: str | None) -> list[Output]:
+        """The broker handed the request to ``provider``, or found none (``None``)."""
+        if provider is not None:
+            entry = self.pending.get(agent, request_id)
+            if entry is not None:
+                entry.provider = provider
+            return []
+        entry = self.pending.pop(agent, request_id)
+        if entry is None:
+            return []
+        return [_failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"no provider is connected for agent {agent}")]
 
     def _error(
-        self, error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None
-    ) -> Reply:
-        return Reply(orjson.dumps(hub_error(error_type, why, kind, reply_to)), error_type)
+        self, connection_id: str, error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None
+    ) -> Send:
+        return Send(connection_id, orjson.dumps(hub_error(error_type, why, kind, reply_to)), error_type)
 
-    # --- answers, timeouts and provider changes ----------------------------------
+    # --- what the broker delivers -------------------------------------------------------------
 
-    def timeouts(self, now: float | None = None) -> list[tuple[str, bytes]]:
+    def event(self, agent: str, data: bytes, reply_to: str | None) -> list[Output]:
+        """An event on the agent's channel: to every app of the agent here."""
+        if reply_to is not None:
+            entry = self.pending.pop(agent, reply_to)
+            if entry is not None:
+                self.on_request_done(self.clock() - entry.started)
+        room = self.rooms.get(agent)
+        if room is None:
+            return []
+        if room.joining:
+            room.hold(data)
+        return [Deliver(agent, data)]
+
+    def error(self, agent: str, reply_to: str, data: bytes) -> list[Output]:
+        """A provider's error on the agent's channel: to its requester, if it waits here."""
+        entry = self.pending.pop(agent, reply_to)
+        if entry is None:
+            return []  # answered already, timed out, or asked on another node
+        return [Send(entry.connection_id, data, _error_type(data))]
+
+    def provider_changed(self, agent: str, change: ProviderPublication) -> list[Output]:
+        """The agent's provider is now ``change.connection_id`` (up), or that one left (down)."""
+        current = change.connection_id if change.up else None
+        why = "the provider was replaced" if change.up else "the provider disconnected"
+        outputs: list[Output] = [
+            _failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"{why} before answering")
+            for entry in self.pending.fail_agent(agent, except_provider=current)
+        ]
+        room = self.rooms.get(agent)
+        if room is None:
+            return outputs
+        if current is not None and room.provider is not None and room.provider != current:
+            # A newer provider joined on another node: ours is the stale one.
+            outputs += self._replaced(room.provider, current)
+            room.provider = None
+        status = orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": change.up}))
+        if room.joining:
+            room.hold(status)
+        outputs.append(Deliver(agent, status))
+        return outputs
+
+    def request(self, agent: str, request_id: str, data: bytes) -> list[Output]:
+        """A request for an agent whose provider the registry places on this node."""
+        room = self.rooms.get(agent)
+        if room is not None and room.provider is not None:
+            return [Send(room.provider, data)]
+        # The registry pointed here but the provider just left: say so to the requester.
+        try:
+            kind = protocol.kind_of(orjson.loads(data))
+        except orjson.JSONDecodeError:
+            kind = None
+        err = hub_error(ErrorType.PROVIDER_UNAVAILABLE, "the provider just disconnected", kind, request_id)
+        return [Answer(agent, request_id, orjson.dumps(err))]
+
+    def resync(self) -> list[Output]:
+        """The backplane is back: re-register this node's providers."""
+        return [Claim(agent, room.provider) for agent, room in self.rooms.items() if room.provider is not None]
+
+    # --- time and departures ----------------------------------------------------------------
+
+    def timeouts(self, now: float | None = None) -> list[Output]:
         """Errors for every request whose provider did not answer in time."""
         now = self.clock() if now is None else now
         return [
             _failure(
                 entry,
                 ErrorType.REQUEST_TIMEOUT,
-                f"the provider did not answer within {self.request_timeout:g} s",
+                f"the provider did not answer within {entry.deadline - entry.started:g} s",
             )
             for entry in self.pending.expired(now)
         ]
 
-    def provider_unavailable(self, agent: str, request_id: str) -> tuple[str, bytes] | None:
-        """The error for a request that found no provider to go to."""
-        entry = self.pending.pop(agent, request_id)
-        if entry is None:
-            return None
-        return _failure(
-            entry, ErrorType.PROVIDER_UNAVAILABLE, f"no provider is connected for agent {agent}"
-        )
+    def next_deadline(self) -> float | None:
+        return self.pending.next_deadline()
 
-    def provider_changed(self, agent: str, provider: str | None) -> list[tuple[str, bytes]]:
-        """Fail the agent's requests handed to a provider that is gone or replaced."""
-        why = "the provider disconnected" if provider is None else "the provider was replaced"
-        return [
-            _failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"{why} before answering")
-            for entry in self.pending.fail_agent(agent, except_provider=provider)
-        ]
+    def leave(self, connection_id: str) -> list[Output]:
+        """Forget a connection that closed, for whatever reason."""
+        peer = self.peers.pop(connection_id, None)
+        if peer is None:
+            return []
+        self.pending.drop_connection(connection_id)
+        outputs: list[Output] = []
+        for agent in peer.agents:
+            room = self.rooms.get(agent)
+            if room is None:
+                continue
+            if connection_id in room.attached:
+                room.attached.discard(connection_id)
+                outputs.append(Detach(connection_id, agent))
+            room.joining.pop(connection_id, None)
+            if room.provider == connection_id:
+                room.provider = None
+                outputs.append(Release(agent, connection_id))
+            if self.rooms.close_if_empty(agent):
+                outputs.append(Unfollow(agent))
+        return outputs
+
+    # --- observation ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        rooms = self.rooms.items()
+        providers = sum(room.provider is not None for _, room in rooms)
+        return {
+            "connections": {"app": len(self.peers) - providers, "provider": providers},
+            "agents": len(rooms),
+            "providers": providers,
+            "pendingRequests": len(self.pending),
+            "validations": self.validations,
+            "validationSeconds": self.validation_seconds,
+        }
 
 
-def hub_error(
-    error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None
-) -> dict[str, Any]:
+class Snapshot(NamedTuple):
+    """An agent's state as read from the broker when a connection joins."""
+
+    provider_connected: bool
+    retained: list[bytes]
+
+
+def hub_error(error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None) -> dict[str, Any]:
     """An error the hub itself raises about a frame of ``kind``."""
     channel = kind.channel if kind is not None and 0 < len(kind.channel) <= _ID_MAX else protocol.BRIDGE
     return protocol.error(error_type, why, channel=channel, request=kind, reply_to=reply_to)
 
 
-def _failure(entry: Pending, error_type: ErrorType, why: str) -> tuple[str, bytes]:
+def _failure(entry: Pending, error_type: ErrorType, why: str) -> Send:
     err = hub_error(error_type, why, entry.kind, entry.request_id)
-    return entry.connection_id, orjson.dumps(err)
+    return Send(entry.connection_id, orjson.dumps(err), error_type)
 
 
 def _reply_to(envelope: Any) -> str | None:
@@ -341,3 +553,16 @@ def _reply_to(envelope: Any) -> str | None:
         if isinstance(value, str) and 0 < len(value) <= _ID_MAX:
             return value
     return None
+
+
+def _error_type(data: bytes) -> str:
+    """A provider error's ``errorType``, as a metrics label: one of the catalog's, else ``OTHER``.
+
+    A provider may send any UPPER_SNAKE type; a label set it could grow without
+    bound would cost the hub memory, so only declared types are counted by name.
+    """
+    try:
+        error_type = orjson.loads(data)["data"]["errorType"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return "OTHER"
+    return error_type if isinstance(error_type, str) and error_type in ErrorType.__members__ else "OTHER"

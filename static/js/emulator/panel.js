@@ -3,10 +3,10 @@
  * emulated agent and offers the controls a demo needs (pick a state in "the
  * CCP", start or end a call, make Connect fail or go silent once). Tests
  * drive the same model through `window.ccpEmulator` instead.
- * @module ccp-emulator-panel
+ * @module emulator/panel
  */
 
-import { formatDuration } from "./format.js";
+import { formatDuration } from "../lib/format.js";
 
 /** Create an element with attributes and children, for markup built in code. */
 function h(tag, attributes = {}, ...children) {

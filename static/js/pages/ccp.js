@@ -3,18 +3,18 @@
  * the logged-in agent, then connects the provider to the hub as that agent.
  *
  * Settings come from window.CONNECT_BRIDGE_CONFIG or the query string
- * (page-config.js): ccpUrl, region, hubUrl (?hub), token, callTimeoutMs
+ * (lib/page-config.js): ccpUrl, region, hubUrl (?hub), token, callTimeoutMs
  * (?callTimeout), and for the emulator emulate=1, agent, state, latency.
- * @module ccp-page
+ * @module pages/ccp
  */
 
-import { BridgeClient } from "./bridge-client.js";
-import { CcpEmulator } from "./ccp-emulator.js";
-import { renderEmulatorPanel } from "./ccp-emulator-panel.js";
+import { CcpEmulator } from "../emulator/ccp-emulator.js";
+import { renderEmulatorPanel } from "../emulator/panel.js";
+import { BridgeClient } from "../lib/client.js";
+import { readPageConfig } from "../lib/page-config.js";
+import { tokenSubject } from "../lib/token.js";
+import { Provider } from "../provider/provider.js";
 import { CcpStatus } from "./ccp-status.js";
-import { readPageConfig } from "./page-config.js";
-import { Provider } from "./provider.js";
-import { tokenSubject } from "./token.js";
 
 const settings = readPageConfig();
 const status = new CcpStatus(document);
@@ -76,35 +76,31 @@ function startProvider(agent) {
   const client = new BridgeClient({
     url: settings.hubUrl,
     role: "provider",
-    token: settings.token,
-    agent: username,
+    // On an open (demo) hub the page joins as the logged-in agent.
+    ...(settings.token ? { token: settings.token } : { agent: username }),
     source: settings.source || "ccp-provider",
   });
   const provider = new Provider({ agent, client, callTimeoutMs: settings.callTimeoutMs ?? 8000 });
-  client.addEventListener("state", (event) => {
-    status.showHub(event.detail);
-    if (event.detail.state === "closed" && event.detail.error) {
-      status.showError(event.detail.error.msg || "The bridge refused this page.");
+  client.addStateListener((state, detail) => {
+    status.showHub(detail);
+    if (state === "closed" && detail.error) {
+      status.showError(detail.error.msg || "The bridge refused this page.");
     }
-  });
-  client.addEventListener("state", (event) => {
     // The same check on what the hub says, for tokens this page cannot read.
-    const welcome = event.detail.welcome;
-    if (event.detail.state === "open" && welcome && welcome.agent !== username) {
-      client.stop(`token is for ${welcome.agent}`);
+    const welcome = detail.welcome;
+    if (state === "open" && welcome && welcome.agent !== username) {
+      client.close(`token is for ${welcome.agent}`);
       refuseMismatch(welcome.agent, username);
     }
   });
+  client.addEventListener("retry", (event) => status.showRetry(event.detail));
   provider.addEventListener("sent", (event) => status.showFrame(event.detail));
-  client.on("*", (envelope) => {
+  client.onError((error) => {
     // The hub answers a frame it refuses (SCHEMA_VIOLATION, FORBIDDEN...) with
     // an error to this page. That is a bug in the provider, never the agent's
     // doing: say it loudly, on the page and in the console.
-    if (envelope.topic === "Error" && envelope.subtopic === "ApiError") {
-      const { errorType, errorMessage } = envelope.data || {};
-      status.showError(`The hub refused a frame from this page: ${errorType} ${errorMessage}`);
-      console.error("connect-bridge: the hub refused a frame from this page", envelope);
-    }
+    status.showError(`The hub refused a frame from this page: ${error.errorType} ${error.errorMessage}`);
+    console.error("connect-bridge: the hub refused a frame from this page", error.envelope);
   });
   provider.start();
   client.start();

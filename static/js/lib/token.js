@@ -2,7 +2,7 @@
  * Reading a bridge token in the browser. Only to catch a wrong token early
  * (a token for another agent than the one logged in to the CCP); the hub
  * alone checks signatures and expiry.
- * @module token
+ * @module lib/token
  */
 
 /**

@@ -6,7 +6,7 @@
  * has no getter for (the provider tracks it from `onMuteToggle`). Kept apart
  * from the provider so the exact shape integrations depend on lives in one
  * place; see shared/protocol/samples/seed-SetAgentState.event.json.
- * @module agent-state
+ * @module provider/agent-state
  */
 
 /** Contact states in which a softphone call has live media (mute acts on it). */
@@ -54,7 +54,7 @@ function onAnyCall(agent) {
 
 /**
  * Which desktop buttons make sense now (`rules.ButtonStates`), the same rules
- * as the Python virtual agent (bridge/agent_model.py) so that apps see one
+ * as the Python virtual agent (bridge/sim/agent_model.py) so that apps see one
  * behaviour whichever provider runs: Ready is pointless when already
  * routable; Not Ready stays enabled (Break -> Lunch, and on a call the change
  * is queued); mute and unmute exist only during a softphone call, and only the

@@ -1,7 +1,7 @@
 /**
  * Notices: short messages for the agent (mostly the `msg` of an error), in a
  * list that screen readers announce (the list is an aria-live region).
- * @module notices
+ * @module pages/notices
  */
 
 export class Notices {

@@ -7,7 +7,7 @@
  * sets a config object, the query string is ignored unless that object says
  * `allowQuery: true`. Without a config object (local demo, tests) the query
  * string is all there is.
- * @module page-config
+ * @module lib/page-config
  */
 
 /** Query keys and the config keys they fill. */

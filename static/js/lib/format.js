@@ -1,6 +1,6 @@
 /**
  * Small formatting helpers shared by the pages.
- * @module format
+ * @module lib/format
  */
 
 /**

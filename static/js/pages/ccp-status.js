@@ -1,7 +1,7 @@
 /**
  * The "Bridge" panel of ccp.html: what the provider is doing, for the agent
  * or whoever supports them (hub connection, agent, last frames sent).
- * @module ccp-status
+ * @module pages/ccp-status
  */
 
 const HUB_TEXT = {
@@ -27,13 +27,21 @@ export class CcpStatus {
     this.mode.textContent = text;
   }
 
+  /** A change of the client's state: `{state, reason}` (the state listener's detail). */
   showHub(detail) {
     this.hub.dataset.status = detail.state;
     let text = HUB_TEXT[detail.state] || detail.state;
-    if (detail.state === "reconnecting" && detail.retryInMs !== undefined) {
-      text = `reconnecting in ${(detail.retryInMs / 1000).toFixed(1)} s`;
-    }
     if (detail.state === "closed" && detail.reason) text = `disconnected: ${detail.reason}`;
+    this._hubText(text);
+  }
+
+  /** The client waits `retryInMs` before its next attempt (its "retry" event). */
+  showRetry(detail) {
+    const verb = this.hub.dataset.status === "reconnecting" ? "reconnecting" : "connecting";
+    this._hubText(`${verb} in ${(detail.retryInMs / 1000).toFixed(1)} s`);
+  }
+
+  _hubText(text) {
     this.hub.querySelector(".indicator__text").textContent = text;
   }
 

@@ -2,7 +2,7 @@
  * A menu button (WAI-ARIA APG pattern): a button that opens a list of
  * actions, usable with the keyboard (arrows, Home/End, Escape, Tab).
  * Used for the Not Ready reasons.
- * @module menu-button
+ * @module pages/menu-button
  */
 
 export class MenuButton {

@@ -14,17 +14,22 @@
  * - `failure` usually gets a JSON string;
  * - a callback may never come (401/403), so every call has its own timeout;
  * - there is no mute getter: `muted` is tracked from `onMuteToggle`.
- * @module provider
+ *
+ * It needs no page: give it a `connect.Agent` (real, or a fake in tests) and
+ * a BridgeClient with role "provider".
+ * @module provider/provider
  */
 
+import { kindOf } from "../lib/kind.js";
 import {
-  GET_STATES, LOGOUT, MUTE, SET_AGENT_STATE, SET_NOT_READY, SET_READY, STATE_SYNC, UNMUTE, kindOf,
-} from "./kinds.js";
+  ErrorType, GET_STATES, HUMAN_MESSAGES, LOGOUT, MUTE, SET_AGENT_STATE, SET_NOT_READY, SET_READY,
+  STATE_SYNC, UNMUTE,
+} from "../lib/names.js";
 import { onSoftphoneCall, setAgentStateMessage, stateOptions, stateSyncMessage } from "./agent-state.js";
 
-const FAILED = "UPDATE_AGENT_STATE_FAILED";
-const NOT_FOUND = "AGENT_STATE_NOT_FOUND";
-const MUTE_FAILED = "MUTE_FAILED";
+const FAILED = ErrorType.UPDATE_AGENT_STATE_FAILED;
+const NOT_FOUND = ErrorType.AGENT_STATE_NOT_FOUND;
+const MUTE_FAILED = ErrorType.MUTE_FAILED;
 
 /**
  * The readable cause of a Streams `failure` callback: `"Type: message"`.
@@ -68,7 +73,7 @@ export class Provider extends EventTarget {
   /**
    * @param {object} options
    * @param {object} options.agent   the connect.Agent from `connect.agent(cb)`
-   * @param {import("./bridge-client.js").BridgeClient} options.client a client with role "provider"
+   * @param {import("../lib/client.js").BridgeClient} options.client a client with role "provider"
    * @param {number} [options.callTimeoutMs=8000] how long one Streams call may take; below the
    *   hub's 10 s request timeout so the app gets the provider's precise error first
    */
@@ -109,13 +114,11 @@ export class Provider extends EventTarget {
       [GET_STATES]: (req) => this._reply(req, GET_STATES, { states: stateOptions(this.agent) }),
       [STATE_SYNC]: (req) => this._reply(req, STATE_SYNC, stateSyncMessage(this.agent, this.muted)),
     };
-    this._offRequests = this.client.on("*", (envelope) => {
-      if (!("source" in envelope) || "message" in envelope) return; // not a request
+    this._offRequests = this.client.onRequest((envelope) => {
       const kind = kindOf(envelope);
-      if (kind.startsWith("Bridge/")) return;
       const handler = handlers[kind];
       if (!handler) {
-        this._error(envelope, "UNKNOWN_MESSAGE", `this provider does not carry out ${kind}`,
+        this._error(envelope, ErrorType.UNKNOWN_MESSAGE, `this provider does not carry out ${kind}`,
           "The agent's softphone page cannot do this.");
         return;
       }
@@ -131,10 +134,9 @@ export class Provider extends EventTarget {
     });
     // Every (re)connection gets the current state at once, so the hub's
     // retained state is never older than the provider's last session.
-    this._onClientState = (event) => {
-      if (event.detail.state === "open") this.publishState();
-    };
-    this.client.addEventListener("state", this._onClientState);
+    this._offClientState = this.client.addStateListener((state) => {
+      if (state === "open") this.publishState();
+    });
     if (this.client.state === "open") this.publishState();
     return this;
   }
@@ -144,7 +146,7 @@ export class Provider extends EventTarget {
     for (const sub of this._subscriptions) sub.unsubscribe();
     this._subscriptions = [];
     this._offRequests?.();
-    this.client.removeEventListener("state", this._onClientState);
+    this._offClientState?.();
     for (const op of this._ops) clearTimeout(op.timer);
     this._ops.clear();
   }
@@ -165,7 +167,7 @@ export class Provider extends EventTarget {
     if (!state) {
       this._error(request, NOT_FOUND,
         `no not-routable agent state named '${wanted}' among: ${names.join(", ") || "(none)"}`,
-        "Specified Agent State not found.");
+        HUMAN_MESSAGES[NOT_FOUND]);
       return;
     }
     this._changeState(request, state);
@@ -177,7 +179,7 @@ export class Provider extends EventTarget {
     if (!state) {
       const what = wanted === undefined ? "no routable agent state configured"
         : `no routable agent state named '${wanted}' among: ${names.join(", ") || "(none)"}`;
-      this._error(request, NOT_FOUND, what, "Specified Agent State not found.");
+      this._error(request, NOT_FOUND, what, HUMAN_MESSAGES[NOT_FOUND]);
       return;
     }
     this._changeState(request, state);
@@ -295,7 +297,7 @@ export class Provider extends EventTarget {
   }
 
   _error(request, errorType, errorMessage, msg) {
-    const sent = this.client.replyError(request, errorType, errorMessage, msg);
+    const sent = this.client.sendError(request, errorType, errorMessage, { msg });
     this._record({ kind: `${request.channel}/Error/ApiError`, errorType, errorMessage, msg,
       replyTo: request.id || null, sent });
   }

@@ -2,17 +2,17 @@
  * The agent's widget: joins the hub as an app for one agent, shows the
  * agent's state and offers the state buttons the provider's rules allow.
  *
- * Settings (page-config.js): `?agent=agent1` on an open-mode hub, or
+ * Settings (lib/page-config.js): `?agent=agent1` on an open-mode hub, or
  * `?token=...`; optional `?hub=ws://host:port/ws` (default: this page's host).
- * @module widget
+ * @module pages/widget
  */
 
-import { BridgeClient } from "./bridge-client.js";
+import { BridgeClient } from "../lib/client.js";
 import {
   GET_STATES, LOGOUT, MUTE, PROVIDER_STATUS, SET_AGENT_STATE, SET_NOT_READY, SET_READY, STATE_SYNC,
-  UNMUTE, WELCOME,
-} from "./kinds.js";
-import { readPageConfig } from "./page-config.js";
+  UNMUTE,
+} from "../lib/names.js";
+import { readPageConfig } from "../lib/page-config.js";
 import { WidgetView } from "./widget-view.js";
 
 /** What the widget knows; every change goes through render(). */
@@ -107,37 +107,31 @@ function start() {
   client = new BridgeClient({
     url: settings.hubUrl,
     role: "app",
-    token: settings.token,
-    agent: settings.agent,
+    // A token when there is one; the agent's name only on an open (demo) hub.
+    ...(settings.token ? { token: settings.token } : { agent: settings.agent }),
     source: settings.source || "agent-widget",
     requestTimeout: settings.requestTimeoutMs,
   });
-  client.addEventListener("state", (event) => {
-    const { state, error } = event.detail;
+  client.addStateListener((state, detail) => {
     model.hub = state;
-    if (state !== "open") {
-      model.providerConnected = null;
-      model.loaded = false;
+    if (state === "open") {
+      view.showAgent(detail.welcome.agent);
+      providerIs(client.providerConnected);
+      return;
     }
-    if (state === "closed" && error) view.showError(error);
+    model.providerConnected = null;
+    model.loaded = false;
+    // A refused Hello or a lost first connection says why when the client gives up.
+    if (state === "closed" && detail.error) view.showError(detail.error);
     render();
   });
-  client.on(WELCOME, (envelope) => {
-    view.showAgent(envelope.message.agent);
-    providerIs(envelope.message.providerConnected);
-  });
-  client.on(PROVIDER_STATUS, (envelope) => providerIs(envelope.message.connected));
+  client.on(PROVIDER_STATUS, () => providerIs(client.providerConnected));
   client.on(SET_AGENT_STATE, (envelope) => {
     model.state = envelope.message;
     render();
   });
-  client.on("*", (envelope) => {
-    // Errors nobody asked about (e.g. RATE_LIMITED on a frame without an id).
-    // One before Welcome is a refused Hello, shown when the client closes.
-    if (envelope.topic === "Error" && !envelope.replyTo && model.hub === "open") {
-      view.showError(envelope.data || {});
-    }
-  });
+  // Errors nobody asked about (e.g. RATE_LIMITED on a frame without an id).
+  client.onError((error) => view.showError(error));
   window.connectBridgeWidget = { client, model, view };
   render();
   client.start();

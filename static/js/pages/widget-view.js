@@ -1,10 +1,10 @@
 /**
  * The widget's DOM: finds the elements of widget.html and draws what it is
  * told. It knows nothing of the hub; widget.js decides what to show.
- * @module widget-view
+ * @module pages/widget-view
  */
 
-import { coarseLabel, formatDuration } from "./format.js";
+import { coarseLabel, formatDuration } from "../lib/format.js";
 import { MenuButton } from "./menu-button.js";
 import { Notices } from "./notices.js";
 

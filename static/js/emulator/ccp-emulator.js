@@ -20,7 +20,7 @@
  *
  * Tests and the demo steer the model: failNext, neverAnswerNext, startCall,
  * endCall, selectState; every call is recorded in `calls`.
- * @module ccp-emulator
+ * @module emulator/ccp-emulator
  */
 
 const REGION = "us-east-1";

@@ -1,9 +1,10 @@
 /**
- * Message kinds of the connect-bridge wire protocol, version 1.
+ * Helpers for message kinds (`"channel/topic/subtopic"`) and envelopes.
  *
- * One place spells every name, so a typo shows up as an undefined import
- * instead of a frame the hub answers with UNKNOWN_MESSAGE.
- * @module kinds
+ * The names themselves (kind constants, error types, close codes) are
+ * generated from schemas/ into names.js: import them from there, never spell
+ * them by hand.
+ * @module lib/kind
  */
 
 /** @typedef {{channel: string, topic: string, subtopic: string}} KindName */
@@ -41,26 +42,12 @@ export function isError(envelope) {
   return Boolean(envelope) && envelope.topic === "Error" && envelope.subtopic === "ApiError";
 }
 
-export const HELLO = "Bridge/Session/Hello";
-export const WELCOME = "Bridge/Session/Welcome";
-export const PROVIDER_STATUS = "Bridge/Session/ProviderStatus";
-export const REPLACED = "Bridge/Session/Replaced";
+/** True for an event: a frame that carries `message` (and is not an error). */
+export function isEvent(envelope) {
+  return Boolean(envelope) && !isError(envelope) && "message" in envelope;
+}
 
-export const SET_NOT_READY = "Amazon/Agent/SetNotReady";
-export const SET_READY = "Amazon/Agent/SetReady";
-export const LOGOUT = "Amazon/Agent/Logout";
-export const MUTE = "Amazon/Agent/Mute";
-export const UNMUTE = "Amazon/Agent/Unmute";
-export const GET_STATES = "Amazon/Agent/GetStates";
-export const STATE_SYNC = "Amazon/Agent/StateSync";
-export const SET_AGENT_STATE = "Amazon/Agent/SetAgentState";
-
-/** WebSocket close codes the hub uses (protocol README, "close code"). */
-export const CloseCode = Object.freeze({
-  NORMAL: 1000,
-  GOING_AWAY: 1001,
-  POLICY: 1008,
-  TOO_BIG: 1009,
-  REPLACED: 4001,
-  TOO_SLOW: 4008,
-});
+/** True for a request: neither an error nor an event (it carries `data`, if anything). */
+export function isRequest(envelope) {
+  return Boolean(envelope) && !isError(envelope) && !("message" in envelope);
+}

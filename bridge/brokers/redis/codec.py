@@ -1,0 +1,52 @@
+"""How publications, requests and registry entries are written in Redis.
+
+A message on a channel is a small JSON array header, a newline, then the
+frame's bytes exactly as the node handed them over (a frame may contain
+newlines; the header never does, so the first one splits them):
+
+* publication: ``[type, reply_to, connection_id]`` + ``\\n`` + frame;
+* request: ``[agent, request_id]`` + ``\\n`` + frame.
+
+A provider entry is ``"{node_id} {connection_id}"`` (a node id has no space).
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from bridge.brokers.base import ProviderLocation, Publication, PublicationType
+
+
+def encode_publication(publication: Publication) -> bytes:
+    """Header, newline, the frame untouched."""
+    head = [publication.type.value, publication.reply_to, publication.connection_id]
+    return orjson.dumps(head) + b"\n" + publication.data
+
+
+def decode_publication(payload: bytes) -> Publication:
+    head, _, data = payload.partition(b"\n")
+    kind, reply_to, connection_id = orjson.loads(head)
+    return Publication(PublicationType(kind), data, reply_to, connection_id)
+
+
+def encode_request(agent: str, request_id: str, data: bytes) -> bytes:
+    return orjson.dumps([agent, request_id]) + b"\n" + data
+
+
+def decode_request(payload: bytes) -> tuple[str, str, bytes]:
+    head, _, data = payload.partition(b"\n")
+    agent, request_id = orjson.loads(head)
+    return str(agent), str(request_id), data
+
+
+def encode_holder(node_id: str, connection_id: str) -> str:
+    return f"{node_id} {connection_id}"
+
+
+def decode_holder(holder: bytes | str | None) -> ProviderLocation | None:
+    """A provider entry as a location; ``None`` for no entry (or one that is not an entry)."""
+    if not holder:
+        return None
+    text = holder.decode() if isinstance(holder, bytes) else holder
+    node_id, _, connection_id = text.partition(" ")
+    return ProviderLocation(node_id, connection_id) if connection_id else None

@@ -1,0 +1,182 @@
+"""The subscription connection of one *epoch*: from a connect to the loss of Redis.
+
+A :class:`Subscriptions` owns one redis-py ``PubSub`` connection, a reader
+task that dispatches its messages, and the confirmations Redis sends for
+each ``SUBSCRIBE``. It never reconnects: when its connection fails the
+reader ends with the error, the broker discards the epoch and starts a new
+one, which subscribes everything anew.
+
+* **Confirmed subscriptions.** :meth:`Subscriptions.subscribe` returns once
+  Redis has confirmed every channel, so a publication made afterwards is
+  delivered. A channel already subscribed, or being subscribed, in this
+  epoch is not subscribed twice: every caller waits for the one
+  confirmation. Redis confirms in order, so one queue of waiters per
+  channel matches each confirmation to its ``SUBSCRIBE`` even when the
+  channel is unsubscribed and subscribed again in between.
+* **Liveness.** An idle connection is pinged every ``heartbeat``; one
+  silent for ``silence`` seconds counts as lost (a half-open TCP connection
+  never says so itself).
+* **Dispatch.** Every message goes to ``on_message(channel, payload)`` in
+  the order Redis sent it; a callback that raises costs that message only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from bridge.brokers.redis.client import BACKEND_ERRORS
+
+log = logging.getLogger("bridge.redis")
+
+
+class Subscriptions:
+    """One epoch's subscription connection (see the module docstring)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        on_message: Callable[[bytes, bytes], None],
+        *,
+        timeout: float,
+        heartbeat: float,
+        silence: float,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._pubsub = client.pubsub()
+        self._on_message = on_message
+        self._timeout = timeout
+        self._heartbeat = heartbeat
+        self._silence = silence
+        self._stopping = stopping
+        #: Per channel, one waiter per SUBSCRIBE sent and not yet confirmed, in order.
+        self._confirmations: dict[bytes, deque[asyncio.Future[None]]] = {}
+        #: The channels subscribed (or being subscribed) in this epoch, with
+        #: the waiter of their SUBSCRIBE: done once confirmed.
+        self._channels: dict[bytes, asyncio.Future[None]] = {}
+        #: Reads the connection; started by :meth:`open`.
+        self.reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def open(self, channels: Iterable[bytes]) -> None:
+        """Subscribe to ``channels``, start the reader, and wait until Redis confirms them."""
+        waiters = await self._send_subscribe(channels)
+        self.reader = asyncio.create_task(self._read(), name="bridge-redis-reader")
+        await self._confirmed(waiters)
+
+    async def subscribe(self, channels: Iterable[bytes]) -> None:
+        """Subscribe (unless this epoch already did) and wait until Redis has confirmed each channel.
+
+        Raises a Redis error when the connection fails or Redis does not
+        confirm within the timeout. Returns early only if the epoch is
+        closed meanwhile (its broker is degraded then).
+        """
+        await self._confirmed(await self._send_subscribe(channels))
+
+    async def unsubscribe(self, channels: Iterable[bytes]) -> None:
+        """Unsubscribe (no waiting: the broker drops what still comes for them)."""
+        gone = [channel for channel in channels if self._channels.pop(channel, None) is not None]
+        if gone:
+            await self._pubsub.unsubscribe(*gone)
+
+    async def close(self) -> None:
+        """End the epoch: stop the reader, free every waiter, close the connection."""
+        self._closed = True
+        reader, self.reader = self.reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)  # also retrieves its error
+        for waiters in self._confirmations.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._confirmations.clear()
+        self._channels.clear()
+        with contextlib.suppress(*BACKEND_ERRORS):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _send_subscribe(self, channels: Iterable[bytes]) -> list[asyncio.Future[None]]:
+        """Send one SUBSCRIBE for the channels not subscribed yet; return every channel's waiter."""
+        loop = asyncio.get_running_loop()
+        waiters: list[asyncio.Future[None]] = []
+        new: list[bytes] = []
+        for channel in channels:
+            waiter = self._channels.get(channel)
+            if waiter is None:
+                # Registered before the command is sent, and in sending order.
+                waiter = self._channels[channel] = loop.create_future()
+                self._confirmations.setdefault(channel, deque()).append(waiter)
+                new.append(channel)
+            waiters.append(waiter)
+        if new:
+            if self._closed:
+                raise RedisConnectionError("the subscription connection is closed")
+            await self._pubsub.subscribe(*new)
+        return waiters
+
+    async def _confirmed(self, waiters: list[asyncio.Future[None]]) -> None:
+        pending = [waiter for waiter in waiters if not waiter.done()]
+        if not pending:
+            return
+        # Shielded: a caller that gives up must not cancel a waiter others share.
+        confirmed: asyncio.Future[Any] = asyncio.gather(*(asyncio.shield(w) for w in pending))
+        watched: list[asyncio.Future[Any]] = [confirmed]
+        if self.reader is not None:
+            watched.append(self.reader)
+        try:
+            async with asyncio.timeout(self._timeout):
+                await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            raise RedisConnectionError("Redis did not confirm the subscriptions in time") from None
+        finally:
+            if not confirmed.done():
+                confirmed.cancel()
+        if confirmed.done() and not confirmed.cancelled():
+            return
+        reader = self.reader
+        if reader is not None and reader.done() and not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]
+        raise RedisConnectionError("the subscription connection stopped")
+
+    async def _read(self) -> None:
+        """Dispatch messages until the connection fails; ping it when idle."""
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        while not self._stopping():
+            message = await self._pubsub.get_message(timeout=self._heartbeat)
+            now = loop.time()
+            if message is not None:
+                last_heard = now
+                self._dispatch(message)
+            elif now - last_heard >= self._silence:
+                raise RedisConnectionError("Redis stopped answering pings")
+            elif now - last_heard >= self._heartbeat:
+                # A silent connection may be half-open (no RST ever came): a
+                # pong proves it alive, its absence ends the epoch above.
+                await self._pubsub.ping()
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel: bytes = message["channel"]
+        if kind == "subscribe":
+            waiters = self._confirmations.get(channel)
+            if waiters:
+                waiter = waiters.popleft()
+                if not waiters:
+                    del self._confirmations[channel]
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        if kind != "message":
+            return
+        try:
+            self._on_message(channel, message["data"])
+        except Exception:  # a bad payload or a failing handler costs that message, never the reader
+            log.exception("dropped a message on %r", channel)

@@ -1,0 +1,142 @@
+"""What the core decides: one family of output records, carried out by the node.
+
+Every decision of the sans-I/O core (:class:`bridge.hub.core.router.Router`)
+is a list of these. The node (:class:`bridge.hub.node.Node`) carries them out
+in order; it reads nothing of the core's state. Connections are named by
+their connection id, agents by their login name.
+
+They are plain slotted classes, not frozen ones: several are made per frame,
+and a frozen dataclass's ``__init__`` costs several times more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.protocol import CloseCode
+from bridge.protocol.retention import RetainDecision
+
+# --- to this node's connections --------------------------------------------------
+
+
+@dataclass(slots=True)
+class Send:
+    """Queue ``data`` as one text frame to one connection."""
+
+    connection_id: str
+    data: bytes
+    #: Set when ``data`` is an error (counted in the metrics by type).
+    error_type: str | None = None
+
+
+@dataclass(slots=True)
+class Close:
+    """Close a connection, after what is already queued to it."""
+
+    connection_id: str
+    code: CloseCode
+    reason: str
+    #: Why, as a metrics label (``flooding``, ``binary_frame``), when it is counted.
+    cause: str | None = None
+
+
+@dataclass(slots=True)
+class Deliver:
+    """Send ``data`` to every connection attached to ``agent`` on this node."""
+
+    agent: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Attach:
+    """From now on, ``Deliver`` for ``agent`` reaches this connection (its replay is sent)."""
+
+    connection_id: str
+    agent: str
+
+
+@dataclass(slots=True)
+class Detach:
+    """``Deliver`` for ``agent`` no longer reaches this connection."""
+
+    connection_id: str
+    agent: str
+
+
+# --- to the broker -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Follow:
+    """This node now has a client of ``agent``: subscribe to its publications."""
+
+    agent: str
+
+
+@dataclass(slots=True)
+class Unfollow:
+    """This node has no client of ``agent`` left."""
+
+    agent: str
+
+
+@dataclass(slots=True)
+class Greet:
+    """Once every agent of the connection is followed, read their state and call ``Router.greet``.
+
+    The order is what makes a join lose nothing: subscribed first, then the
+    provider registry and the retained frames read, then the replay sent and
+    the connection attached, with live events that arrived meanwhile held by
+    the core and sent right after the replay.
+    """
+
+    connection_id: str
+    agents: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Publish:
+    """Publish an event on the agent's channel; keep or drop its retained slot first if ``retain``."""
+
+    agent: str
+    data: bytes
+    reply_to: str | None
+    retain: RetainDecision | None
+
+
+@dataclass(slots=True)
+class Forward:
+    """Hand a request to the agent's provider, wherever it is; then call ``Router.forwarded``."""
+
+    agent: str
+    request_id: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Answer:
+    """Publish a provider's error on the agent's channel, for the requester of ``reply_to`` only."""
+
+    agent: str
+    reply_to: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class Claim:
+    """Register ``connection_id`` (on this node) as the agent's provider and announce it."""
+
+    agent: str
+    connection_id: str
+
+
+@dataclass(slots=True)
+class Release:
+    """Forget the agent's provider if it is still ``connection_id``, and announce it."""
+
+    agent: str
+    connection_id: str
+
+
+Output = Send | Close | Deliver | Attach | Detach | Follow | Unfollow | Greet | Publish | Forward | Answer | Claim | Release

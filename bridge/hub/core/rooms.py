@@ -1,0 +1,67 @@
+"""Who on this node follows which agent: the core's rooms.
+
+A room holds one agent's connections on this node by id: the apps attached
+(they receive its events), the apps still joining (their live events are
+held until their replay is sent) and the agent's provider, if it is here.
+A connection is in one room per agent it follows: one for an app or a
+provider, many for a supervisor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Room:
+    """This node's connections of one agent."""
+
+    attached: set[str] = field(default_factory=set)
+    #: Connections being greeted, with the live frames that arrived meanwhile.
+    joining: dict[str, list[bytes]] = field(default_factory=dict)
+    #: The agent's provider, when it is connected to this node.
+    provider: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.attached) + len(self.joining) + (self.provider is not None)
+
+    def hold(self, data: bytes) -> None:
+        """Keep a live frame for every connection still joining (sent after its replay)."""
+        for held in self.joining.values():
+            held.append(data)
+
+
+class Rooms:
+    """Rooms by agent. A room exists while it holds a connection."""
+
+    def __init__(self) -> None:
+        self._by_agent: dict[str, Room] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_agent)
+
+    def get(self, agent: str) -> Room | None:
+        return self._by_agent.get(agent)
+
+    def open(self, agent: str) -> tuple[Room, bool]:
+        """The agent's room, and whether it was just made (then the node must follow the agent)."""
+        room = self._by_agent.get(agent)
+        if room is not None:
+            return room, False
+        room = self._by_agent[agent] = Room()
+        return room, True
+
+    def close_if_empty(self, agent: str) -> bool:
+        """Remove the agent's room if it holds nobody; return whether it did."""
+        room = self._by_agent.get(agent)
+        if room is None or len(room):
+            return False
+        del self._by_agent[agent]
+        return True
+
+    def items(self) -> list[tuple[str, Room]]:
+        return list(self._by_agent.items())
+
+    def size(self, agent: str) -> int:
+        room = self._by_agent.get(agent)
+        return 0 if room is None else len(room)

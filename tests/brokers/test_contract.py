@@ -1,0 +1,300 @@
+"""The broker contract (bridge/brokers/base.py), one suite for every broker.
+
+Each test runs for every broker kind (tests/brokers/conftest.py); those marked
+``several_nodes`` need nodes that share a backplane and run for the brokers
+that have one. The two brokers pass the same tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.brokers import Broker, ProviderLocation, Publication, PublicationType
+
+from .conftest import Cluster
+
+SEVERAL_NODES = pytest.mark.several_nodes
+
+#: A frame with what a codec could trip on: newlines, non-ASCII, bytes that are not UTF-8.
+AWKWARD = b'{"channel": "Amazon",\n "message": "\xc3\xa9"}\n\x00\xff'
+STATE = "Amazon/Agent/SetAgentState"
+CALL = "Amazon/InboundCall/InboundCallStateChange#contact-1"
+OTHER_CALL = "Amazon/InboundCall/InboundCallStateChange#contact-2"
+
+
+def event(data: bytes, reply_to: str | None = None) -> Publication:
+    return Publication(PublicationType.EVENT, data, reply_to)
+
+
+def up(connection_id: str) -> Publication:
+    return Publication(PublicationType.PROVIDER_UP, connection_id=connection_id)
+
+
+def down(connection_id: str) -> Publication:
+    return Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id)
+
+
+# --- health --------------------------------------------------------------------------------
+
+
+async def test_a_started_broker_with_its_backplane_is_healthy(cluster: Cluster) -> None:
+    node = await cluster.node()
+    assert node.broker.healthy
+    assert False not in node.seen.health  # reported healthy, if at all
+
+
+# --- publications ----------------------------------------------------------------------------
+
+
+async def test_own_publications_come_back_in_order_and_untouched(cluster: Cluster) -> None:
+    node = await cluster.node()
+    await node.broker.follow("a1")
+    sent = [event(b"%d" % i) for i in range(50)]
+    sent += [event(AWKWARD, "req-1"), Publication(PublicationType.ERROR, AWKWARD, "req-2"), up("c-1"), down("c-1")]
+    for publication in sent:
+        await node.broker.publish("a1", publication)
+    await node.seen.until_count("a1", len(sent))
+    assert node.seen.of("a1") == sent
+
+
+async def test_publications_reach_only_the_agents_followed(cluster: Cluster) -> None:
+    node = await cluster.node()
+    await node.broker.follow("a1")
+    await node.broker.publish("a2", event(b"not followed"))
+    await node.broker.publish("a1", event(b"followed"))
+    await cluster.settle()
+    assert node.seen.events("a1") == [b"followed"]
+    assert node.seen.of("a2") == []
+
+
+async def test_follow_and_unfollow_are_idempotent_and_unfollow_stops_delivery(cluster: Cluster) -> None:
+    node = await cluster.node()
+    await node.broker.follow("a1")
+    await node.broker.follow("a1")  # no second subscription: no second delivery
+    await node.broker.publish("a1", event(b"1"))
+    await cluster.settle()
+    assert node.seen.events("a1") == [b"1"]
+    await node.broker.unfollow("a1")  # one unfollow ends it (no reference counting)
+    await node.broker.unfollow("a1")
+    await node.broker.publish("a1", event(b"2"))
+    await cluster.settle()
+    assert node.seen.events("a1") == [b"1"]
+    await node.broker.follow("a1")  # and following again resumes it
+    await node.broker.publish("a1", event(b"3"))
+    await cluster.settle()
+    assert node.seen.events("a1") == [b"1", b"3"]
+
+
+async def test_concurrent_follows_all_return_subscribed(cluster: Cluster) -> None:
+    node = await cluster.node()
+    peer = await cluster.peer(node)
+    await asyncio.gather(*(node.broker.follow("a1") for _ in range(5)))
+    await peer.broker.publish("a1", event(b"after"))
+    await node.seen.until(lambda: node.seen.events("a1") == [b"after"])
+    await cluster.settle()
+    assert node.seen.events("a1") == [b"after"]
+
+
+@SEVERAL_NODES
+async def test_publications_reach_every_following_node_and_no_other(cluster: Cluster) -> None:
+    sender, follower, bystander = await cluster.node(), await cluster.node(), await cluster.node()
+    await follower.broker.follow("a1")
+    await bystander.broker.follow("a2")
+    for i in range(50):
+        await sender.broker.publish("a1", event(b"%d" % i))
+    await follower.seen.until_count("a1", 50)
+    await cluster.settle()
+    assert follower.seen.events("a1") == [b"%d" % i for i in range(50)]
+    assert sender.seen.of("a1") == []  # the sender does not follow a1
+    assert bystander.seen.of("a1") == []
+
+
+@SEVERAL_NODES
+async def test_follow_is_in_effect_when_it_returns(cluster: Cluster) -> None:
+    """Publish from another node the moment follow returns: never missed."""
+    sender, follower = await cluster.node(), await cluster.node()
+    agents = [f"f{i}" for i in range(20)]
+    for agent in agents:
+        await follower.broker.follow(agent)
+        await sender.broker.publish(agent, event(agent.encode()))
+    await follower.seen.until(lambda: all(follower.seen.of(a) for a in agents))
+
+
+@SEVERAL_NODES
+async def test_a_second_concurrent_follow_waits_for_the_subscription(cluster: Cluster) -> None:
+    sender, follower = await cluster.node(), await cluster.node()
+    for i in range(10):
+        agent = f"c{i}"
+        first = asyncio.create_task(follower.broker.follow(agent))
+        await asyncio.sleep(0)  # the first caller has sent its SUBSCRIBE and waits
+        await follower.broker.follow(agent)
+        await sender.broker.publish(agent, event(b"x"))
+        await first
+    await follower.seen.until(lambda: all(follower.seen.events(f"c{i}") == [b"x"] for i in range(10)))
+
+
+@SEVERAL_NODES
+async def test_every_node_sees_one_order_of_an_agents_publications(cluster: Cluster) -> None:
+    a, b, c = await cluster.node(), await cluster.node(), await cluster.node()
+    for node in (a, b, c):
+        await node.broker.follow("a1")
+
+    async def stream(name: bytes, sender: Broker) -> None:
+        for i in range(100):
+            await sender.publish("a1", event(name + b"%d" % i))
+            if i % 10 == 0:
+                await asyncio.sleep(0)
+
+    await asyncio.gather(stream(b"a", a.broker), stream(b"b", b.broker))
+    for node in (a, b, c):
+        await node.seen.until_count("a1", 200)
+    orders = [node.seen.events("a1") for node in (a, b, c)]
+    assert orders[0] == orders[1] == orders[2]
+    for name in (b"a", b"b"):  # and each sender's own order within it
+        assert [e for e in orders[0] if e.startswith(name)] == [name + b"%d" % i for i in range(100)]
+
+
+# --- retained frames ---------------------------------------------------------------------------
+
+
+async def test_retained_frames_by_slot(cluster: Cluster) -> None:
+    """Set, replace, drop, set again: one frame per slot, in first-set order, read at once."""
+    broker = (await cluster.node()).broker
+    assert await broker.get_retained("a1") == []
+    await broker.set_retained("a1", STATE, b"state 1")
+    await broker.set_retained("a1", CALL, b"call 1")
+    await broker.set_retained("a1", OTHER_CALL, AWKWARD)
+    await broker.set_retained("a2", STATE, b"other agent")
+    # This node's own writes, just made (a broker may still have them queued).
+    assert await broker.get_retained("a1") == [b"state 1", b"call 1", AWKWARD]
+    await broker.set_retained("a1", STATE, b"state 2")  # replaced: keeps its place
+    assert await broker.get_retained("a1") == [b"state 2", b"call 1", AWKWARD]
+    await broker.drop_retained("a1", CALL)
+    await broker.drop_retained("a1", "Amazon/Nothing/Here")  # an unknown slot: nothing happens
+    assert await broker.get_retained("a1") == [b"state 2", AWKWARD]
+    await broker.set_retained("a1", CALL, b"call 2")  # dropped, then set again: last
+    assert await broker.get_retained("a1") == [b"state 2", AWKWARD, b"call 2"]
+    for slot in (STATE, CALL, OTHER_CALL):
+        await broker.drop_retained("a1", slot)
+    assert await broker.get_retained("a1") == []
+    assert await broker.get_retained("a2") == [b"other agent"]
+    await broker.set_retained("a1", CALL, b"call 3")  # an emptied agent starts afresh
+    assert await broker.get_retained("a1") == [b"call 3"]
+
+
+async def test_retained_frames_are_not_publications(cluster: Cluster) -> None:
+    node = await cluster.node()
+    await node.broker.follow("a1")
+    await node.broker.set_retained("a1", STATE, b"state")
+    await node.broker.drop_retained("a1", STATE)
+    await cluster.settle()
+    assert node.seen.of("a1") == []
+
+
+@SEVERAL_NODES
+async def test_retained_frames_are_shared_by_the_nodes(cluster: Cluster) -> None:
+    writer, reader = await cluster.node(), await cluster.node()
+    await writer.broker.set_retained("a1", STATE, b"state")
+    await writer.broker.set_retained("a1", CALL, b"call")
+    await writer.broker.flush()
+    assert await reader.broker.get_retained("a1") == [b"state", b"call"]
+    await reader.broker.set_retained("a1", STATE, b"state from the reader")
+    await reader.broker.drop_retained("a1", CALL)
+    await reader.broker.flush()
+    assert await writer.broker.get_retained("a1") == [b"state from the reader"]
+
+
+async def test_a_follower_misses_neither_the_retained_frame_nor_the_events_after_it(cluster: Cluster) -> None:
+    """Follow, then read the retained frames, while another node streams set-then-publish:
+    every event after the frame read is delivered."""
+    writer = await cluster.node()
+    reader = await cluster.peer(writer)
+    count = 300
+
+    async def stream() -> None:
+        for i in range(count):
+            await writer.broker.set_retained("a1", STATE, b"%d" % i)
+            await writer.broker.publish("a1", event(b"%d" % i))
+            if i % 20 == 0:
+                await asyncio.sleep(0.001)
+
+    streaming = asyncio.create_task(stream())
+    await asyncio.sleep(0.01)
+    await reader.broker.follow("a1")
+    retained = await reader.broker.get_retained("a1")
+    await streaming
+    read = int(retained[0]) if retained else -1
+    await reader.seen.until(lambda: reader.seen.events("a1")[-1:] == [b"%d" % (count - 1)])
+    got = {int(data) for data in reader.seen.events("a1")}
+    assert set(range(read + 1, count)) <= got
+
+
+# --- the provider registry and requests ----------------------------------------------------------
+
+
+async def test_a_claim_registers_and_announces(cluster: Cluster) -> None:
+    node = await cluster.node()
+    await node.broker.follow("a1")
+    assert await node.broker.provider("a1") is None
+    await node.broker.claim_provider("a1", "c-1")
+    assert await node.broker.provider("a1") == ProviderLocation(node.id, "c-1")
+    await node.seen.until(lambda: node.seen.of("a1") == [up("c-1")])
+
+
+async def test_a_newer_claim_replaces_the_older_and_the_older_holder_hears_it(cluster: Cluster) -> None:
+    older = await cluster.node()
+    newer = await cluster.peer(older)
+    await older.broker.follow("a1")
+    await older.broker.claim_provider("a1", "c-old")
+    await newer.broker.follow("a1")
+    await newer.broker.claim_provider("a1", "c-new")
+    assert await older.broker.provider("a1") == ProviderLocation(newer.id, "c-new")
+    await older.seen.until(lambda: up("c-new") in older.seen.of("a1"))
+    assert [p for p in older.seen.of("a1") if p.type is PublicationType.PROVIDER_UP][-2:] == [up("c-old"), up("c-new")]
+
+
+async def test_a_release_announces_the_departure_unless_replaced(cluster: Cluster) -> None:
+    older = await cluster.node()
+    newer = await cluster.peer(older)
+    await older.broker.follow("a1")
+    await older.broker.claim_provider("a1", "c-old")
+    await newer.broker.claim_provider("a1", "c-new")
+    # The replaced provider's late release neither erases nor contradicts its successor.
+    assert await older.broker.release_provider("a1", "c-old") is False
+    assert await older.broker.provider("a1") == ProviderLocation(newer.id, "c-new")
+    assert await newer.broker.release_provider("a1", "c-new") is True
+    assert await older.broker.provider("a1") is None
+    await older.seen.until(lambda: down("c-new") in older.seen.of("a1"))
+    await cluster.settle()
+    assert down("c-old") not in older.seen.of("a1")
+    assert older.seen.of("a1")[-1] == down("c-new")
+
+
+async def test_claims_and_releases_keep_their_place_among_publications(cluster: Cluster) -> None:
+    node = await cluster.node()
+    watcher = await cluster.peer(node)
+    await watcher.broker.follow("a1")
+    await node.broker.publish("a1", event(b"before"))
+    await node.broker.claim_provider("a1", "c-1")
+    await node.broker.publish("a1", event(b"during"))
+    await node.broker.release_provider("a1", "c-1")
+    await watcher.seen.until_count("a1", 4)
+    assert watcher.seen.of("a1") == [event(b"before"), up("c-1"), event(b"during"), down("c-1")]
+
+
+async def test_a_request_reaches_the_holder_and_names_its_connection(cluster: Cluster) -> None:
+    holder = await cluster.node()
+    asker = await cluster.peer(holder)
+    assert await asker.broker.send_request("a1", "r-0", b"{}") is None  # no provider: nothing delivered
+    await holder.broker.follow("a1")
+    await holder.broker.claim_provider("a1", "c-1")
+    assert await asker.broker.send_request("a1", "r-1", AWKWARD) == "c-1"
+    await holder.seen.until(lambda: holder.seen.requests == [("a1", "r-1", AWKWARD)])
+    await holder.broker.release_provider("a1", "c-1")
+    assert await asker.broker.send_request("a1", "r-2", b"{}") is None
+    await cluster.settle()
+    assert holder.seen.requests == [("a1", "r-1", AWKWARD)]
+    if asker is not holder:
+        assert asker.seen.requests == []

@@ -1,0 +1,56 @@
+"""The hub's one reach into ``websockets`` internals (bridge/hub/wire.py), checked against the installed release.
+
+If a ``websockets`` release changes what the fan-out relies on, these fail
+loudly; then update bridge/hub/wire.py and the version bound in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+
+import pytest
+import websockets
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+
+from bridge.hub import wire
+
+
+def test_the_installed_websockets_is_a_checked_release() -> None:
+    major = int(version("websockets").split(".")[0])
+    assert major in wire.CHECKED_MAJORS, (
+        f"websockets {version('websockets')} is outside the releases bridge/hub/wire.py was checked with"
+    )
+
+
+@pytest.mark.parametrize("compression", [None, "deflate"])
+async def test_frames_written_directly_arrive_whole_then_the_queued_close(compression: str | None) -> None:
+    payloads = [b'{"n":1}', b'{"n":2}' * 50, b'{"n":2}' * 50, "é".encode() * 70000]
+    checked: list[bool] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        checked.append(wire.is_open(connection))
+        for payload in payloads:
+            wire.write_text(connection, payload)
+        checked.append(isinstance(wire.buffered(connection), int))
+        wire.queue_close(connection, 4008, "too slow; reconnect")
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=compression, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=compression, max_size=None) as client:
+            received = [await asyncio.wait_for(client.recv(), 5) for _ in payloads]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(client.recv(), 5)
+    assert received == [p.decode() for p in payloads]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+    assert checked == [True, True]
+
+
+def test_the_frame_cache_serializes_once_per_payload() -> None:
+    cache = wire.FrameCache()
+    payload = b'{"x":1}'
+    first = cache.text(payload)
+    assert cache.text(payload) is first
+    assert cache.text(b'{"x":2}') is not first
