@@ -168,3 +168,18 @@ def test_the_compiled_and_reference_validators_agree(catalog: Catalog) -> None:
         compared += 1
         valid += fast
     assert compared >= 300 and 0 < valid < compared  # both verdicts were exercised
+
+
+def test_names_a_client_makes_up_are_not_remembered(catalog: Catalog) -> None:
+    """A cache keyed by client-chosen names would let one client grow the hub's memory."""
+    fresh = Catalog(list(catalog))
+    for n in range(50):
+        error = {"channel": f"Made-up-{n}", "topic": "Error", "subtopic": "ApiError",
+                 "data": {"errorType": "X", "errorMessage": "x", "msg": "x"}}
+        assert fresh.check(error, Kind(f"Made-up-{n}", "Error", "ApiError"), "app").problem == "forbidden"
+        unknown = {"channel": "Amazon", "topic": "Agent", "subtopic": f"Nope{n}", "source": "x"}
+        assert fresh.check(unknown, Kind("Amazon", "Agent", f"Nope{n}"), "app").problem == "unknown"
+    assert len(fresh._decided) == 0
+    request = {"channel": "Amazon", "topic": "Agent", "subtopic": "Logout", "source": "x"}
+    assert fresh.check(request, Kind("Amazon", "Agent", "Logout"), "app").problem is None
+    assert len(fresh._decided) == 1

@@ -30,11 +30,13 @@ async def test_frames_written_directly_arrive_whole_then_the_queued_close(compre
     checked: list[bool] = []
 
     async def handler(connection: ServerConnection) -> None:
-        checked.append(wire.is_open(connection))
         for payload in payloads:
-            wire.write_text(connection, payload)
-        checked.append(isinstance(wire.buffered(connection), int))
+            checked.append(wire.write_text(connection, payload, 1 << 30))
+        # Past the buffer bound nothing is written, and the caller is told.
+        checked.append(wire.write_text(connection, b'{"dropped":true}', -1))
         wire.queue_close(connection, 4008, "too slow; reconnect")
+        # Once closing, frames are taken and dropped.
+        checked.append(wire.write_text(connection, b'{"late":true}', 1 << 30))
         await connection.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, compression=compression, max_size=None) as server:
@@ -45,7 +47,7 @@ async def test_frames_written_directly_arrive_whole_then_the_queued_close(compre
                 await asyncio.wait_for(client.recv(), 5)
     assert received == [p.decode() for p in payloads]
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
-    assert checked == [True, True]
+    assert checked == [True] * len(payloads) + [False, True]
 
 
 def test_the_frame_cache_serializes_once_per_payload() -> None:

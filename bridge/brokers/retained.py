@@ -20,7 +20,10 @@ class RetainedFrames:
         self._agents: dict[str, dict[str, bytes]] = {}
 
     def set(self, agent: str, slot: str, data: bytes) -> None:
-        self._agents.setdefault(agent, {})[slot] = data
+        slots = self._agents.get(agent)
+        if slots is None:
+            slots = self._agents[agent] = {}
+        slots[slot] = data
 
     def drop(self, agent: str, slot: str) -> None:
         slots = self._agents.get(agent)

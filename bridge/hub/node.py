@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from bridge.brokers import Broker, Publication, PublicationType
@@ -40,8 +40,9 @@ from bridge.protocol import PROTOCOL_VERSION
 
 log = logging.getLogger("bridge.node")
 
-#: Decisions carried out at once, without awaiting anything.
-_IMMEDIATE = (Send, Deliver, Close, Attach, Detach)
+#: Decisions carried out at once, without awaiting anything (dispatched by exact type: the hot path).
+_IMMEDIATE: frozenset[type] = frozenset({Send, Deliver, Close, Attach, Detach})
+_SUBSCRIPTION_CHANGES: frozenset[type] = frozenset({Follow, Unfollow})
 
 
 class Transport(Protocol):
@@ -89,6 +90,8 @@ class Node:
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
         self._timer: asyncio.Task[None] | None = None
         self._timer_wake = asyncio.Event()
+        #: The deadline the timer waits for (``None``: it waits for a request).
+        self._timer_target: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.broker_healthy = True
 
@@ -140,66 +143,82 @@ class Node:
 
     # --- carrying out ---------------------------------------------------------------
 
-    async def run(self, outputs: Iterable[Output]) -> None:
+    async def run(self, outputs: list[Output]) -> None:
         """Carry out decisions in order.
 
         Subscription changes are handed to the broker before anything is
         awaited, in the order the router made them: a follow decided after an
         unfollow of the same agent must reach the broker after it.
         """
-        outputs = list(outputs)
+        single = len(outputs) == 1
+        if not single:
+            for output in outputs:
+                if type(output) in _SUBSCRIPTION_CHANGES:
+                    self._subscribe(output)  # type: ignore[arg-type]
         for output in outputs:
-            if isinstance(output, (Follow, Unfollow)):
-                self._subscribe(output)
-        for output in outputs:
-            if isinstance(output, _IMMEDIATE):
-                self._do(output)
-            elif isinstance(output, Publish):
-                if output.retain is not None:
-                    slot, keep = output.retain
+            kind = type(output)
+            if kind in _IMMEDIATE:
+                self._do(output)  # type: ignore[arg-type]
+            elif kind is Publish:
+                event: Publish = output  # type: ignore[assignment]
+                if event.retain is not None:
+                    slot, keep = event.retain
                     if keep:
-                        await self.broker.set_retained(output.agent, slot, output.data)
+                        await self.broker.set_retained(event.agent, slot, event.data)
                     else:
-                        await self.broker.drop_retained(output.agent, slot)
-                await self.broker.publish(
-                    output.agent, Publication(PublicationType.EVENT, output.data, output.reply_to)
-                )
-            elif isinstance(output, Forward):
-                self._timer_wake.set()
-                provider = await self.broker.send_request(output.agent, output.request_id, output.data)
-                await self.run(self.router.forwarded(output.agent, output.request_id, provider))
-            elif isinstance(output, Answer):
+                        await self.broker.drop_retained(event.agent, slot)
+                await self.broker.publish(event.agent, Publication(PublicationType.EVENT, event.data, event.reply_to))
+            elif kind is Forward:
+                request: Forward = output  # type: ignore[assignment]
+                self._deadline_added()
+                provider = await self.broker.send_request(request.agent, request.request_id, request.data)
+                failures = self.router.forwarded(request.agent, request.request_id, provider)
+                if failures:
+                    await self.run(failures)
+            elif kind in _SUBSCRIPTION_CHANGES:
+                if single:  # else handed over above, before anything was awaited
+                    self._subscribe(output)  # type: ignore[arg-type]
+            elif kind is Answer:
+                assert isinstance(output, Answer)
                 await self.broker.publish(
                     output.agent, Publication(PublicationType.ERROR, output.data, output.reply_to)
                 )
-            elif isinstance(output, Greet):
+            elif kind is Greet:
+                assert isinstance(output, Greet)
                 await self._greet(output)
-            elif isinstance(output, Claim):
+            elif kind is Claim:
+                assert isinstance(output, Claim)
                 await self.broker.claim_provider(output.agent, output.connection_id)
-            elif isinstance(output, Release):
+            elif kind is Release:
+                assert isinstance(output, Release)
                 await self.broker.release_provider(output.agent, output.connection_id)
 
     def _do(self, output: Send | Deliver | Close | Attach | Detach) -> None:
         """Carry out a decision that needs no waiting: a socket write, a close, a group change."""
-        if isinstance(output, Deliver):
-            self._deliver(output.agent, output.data)
-        elif isinstance(output, Send):
+        kind = type(output)
+        if kind is Deliver:
+            self._deliver(output.agent, output.data)  # type: ignore[union-attr]
+        elif kind is Send:
+            assert isinstance(output, Send)
             transport = self.transports.get(output.connection_id)
             if transport is not None:
                 transport.send(output.data)
                 if output.error_type is not None:
                     self.observer.error_sent(output.error_type)
-        elif isinstance(output, Close):
+        elif kind is Close:
+            assert isinstance(output, Close)
             transport = self.transports.get(output.connection_id)
             if transport is not None:
                 if output.cause is not None:
                     self.observer.disconnected(output.cause)
                 transport.close(output.code, output.reason)
-        elif isinstance(output, Attach):
+        elif kind is Attach:
+            assert isinstance(output, Attach)
             transport = self.transports.get(output.connection_id)
             if transport is not None:
                 self.groups.setdefault(output.agent, {})[output.connection_id] = transport
         else:
+            assert isinstance(output, Detach)
             group = self.groups.get(output.agent)
             if group is not None:
                 group.pop(output.connection_id, None)
@@ -277,11 +296,15 @@ class Node:
 
     def _run_now(self, outputs: list[Output]) -> None:
         """Carry out decisions from a synchronous callback: inline when nothing needs awaiting."""
-        if all(isinstance(output, _IMMEDIATE) for output in outputs):
-            for output in outputs:
-                self._do(output)  # type: ignore[arg-type]
-        else:
-            self._spawn(self.run(outputs))
+        if len(outputs) == 1 and type(outputs[0]) is Deliver:  # an event: the hot path
+            self._deliver(outputs[0].agent, outputs[0].data)
+            return
+        for output in outputs:
+            if type(output) not in _IMMEDIATE:
+                self._spawn(self.run(outputs))
+                return
+        for output in outputs:
+            self._do(output)  # type: ignore[arg-type]
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -290,17 +313,27 @@ class Node:
 
     # --- request timeouts ------------------------------------------------------------
 
+    def _deadline_added(self) -> None:
+        """A request went in flight: wake the timer only if its deadline comes first."""
+        target = self._timer_target
+        if target is None:
+            self._timer_wake.set()
+            return
+        deadline = self.router.next_deadline()
+        if deadline is not None and deadline < target:
+            self._timer_wake.set()
+
     async def _expire_requests(self) -> None:
         while True:
             deadline = self.router.next_deadline()
+            self._timer_target = deadline
+            self._timer_wake.clear()
             if deadline is None:
-                self._timer_wake.clear()
                 await self._timer_wake.wait()
                 continue
             delay = deadline - self.router.clock()
             if delay > 0:
-                # Woken early by a new request, whose deadline may come sooner.
-                self._timer_wake.clear()
+                # Woken early only by a request whose deadline comes sooner (a kind's own timeout).
                 try:
                     async with asyncio.timeout(delay):
                         await self._timer_wake.wait()

@@ -54,15 +54,11 @@ class SocketTransport:
         self.closing_task: asyncio.Task[None] | None = None
 
     def send(self, data: bytes) -> None:
-        connection = self.connection
-        if self.closing or not wire.is_open(connection):
+        if self.closing or wire.write_text(self.connection, data, self.max_buffer):
             return
-        if wire.buffered(connection) > self.max_buffer:
-            self.metrics.disconnected("too_slow")
-            log.warning("closing %s: too slow to read", connection.id)
-            self._drop_slow()
-            return
-        wire.write_text(connection, data)
+        self.metrics.disconnected("too_slow")
+        log.warning("closing %s: too slow to read", self.connection.id)
+        self._drop_slow()
 
     def _drop_slow(self) -> None:
         """Queue a 4008 close behind what is buffered, and cut the socket if it stays stuck."""

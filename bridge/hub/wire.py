@@ -55,22 +55,28 @@ class FrameCache:
 _frames = FrameCache()
 
 
-def is_open(connection: ServerConnection) -> bool:
-    return connection.protocol.state is State.OPEN
+_OPEN: Final = State.OPEN
 
 
-def buffered(connection: ServerConnection) -> int:
-    """Bytes written to the connection and not yet taken by the kernel."""
-    return connection.transport.get_write_buffer_size()
+def write_text(connection: ServerConnection, data: bytes, max_buffer: int) -> bool:
+    """Queue one text frame without awaiting; ``False`` (and nothing written) past ``max_buffer``.
 
-
-def write_text(connection: ServerConnection, data: bytes) -> None:
-    """Queue one text frame without awaiting: pre-serialized unless an extension must see it."""
-    if connection.protocol.extensions:  # compression: each connection compresses its own frames
-        connection.protocol.send_text(data)
+    Pre-serialized unless an extension must see the frame. A connection that
+    is no longer open takes nothing and counts as written. One call per
+    recipient of a fan-out: keep it lean.
+    """
+    protocol = connection.protocol
+    if protocol.state is not _OPEN:
+        return True
+    transport = connection.transport
+    if transport.get_write_buffer_size() > max_buffer:
+        return False
+    if protocol.extensions:  # compression: each connection compresses its own frames
+        protocol.send_text(data)
         connection.send_data()
     else:
-        connection.transport.write(_frames.text(data))
+        transport.write(_frames.text(data))
+    return True
 
 
 def queue_close(connection: ServerConnection, code: int, reason: str) -> None:

@@ -149,7 +149,10 @@ class Catalog:
         decided = self._decided.get(key)
         if decided is None:
             decided = self._decide(kind, shape, sender)
-            if decided.problem != "unknown":  # never cache names a client made up
+            # Cache only names a schema spells: an unknown name, or any channel
+            # of a wildcard kind (``<channel>/Error/ApiError``), is one a client
+            # made up, and a cache keyed by those would grow without bound.
+            if kind in self._by_name:
                 self._decided[key] = decided
         if decided.spec is None:
             return decided

@@ -15,7 +15,7 @@ A kind's ``x-bridge.retain`` is one of:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
 #: The separator between a kind and a key in a slot name.
@@ -62,6 +62,7 @@ class RetainRule:
     key: tuple[str, ...] | None = None
     #: (pointer, values): a frame whose value at the pointer is listed drops its slot.
     drop_when: tuple[tuple[tuple[str, ...], tuple[Any, ...]], ...] = ()
+    _constant: RetainDecision | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def from_annotation(cls, label: str, value: Any) -> RetainRule:
@@ -85,8 +86,15 @@ class RetainRule:
             rules.append((parse_pointer(pointer), tuple(values)))
         return cls(label, None if key is None else parse_pointer(key), tuple(rules))
 
+    def __post_init__(self) -> None:
+        # The common rule ("latest", nothing dropped) decides the same for every frame.
+        constant = RetainDecision(self.label, keep=True) if self.key is None and not self.drop_when else None
+        object.__setattr__(self, "_constant", constant)
+
     def decide(self, envelope: Any) -> RetainDecision | None:
         """Where this event goes, or ``None`` when it names no usable key (kept nowhere)."""
+        if self._constant is not None:
+            return self._constant
         if self.key is None:
             slot = self.label
         else:

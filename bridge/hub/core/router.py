@@ -233,7 +233,7 @@ class Router:
         if peer is None:  # it left while being greeted
             return []
         if peer.role is Role.PROVIDER:
-            agent = peer.agent
+            agent = peer.agents[0]  # an app or a provider follows one agent
             room = self.rooms.get(agent)
             if room is None or room.provider != connection_id:
                 return []  # replaced while being greeted
@@ -350,7 +350,7 @@ class Router:
         self.on_frame(spec.label if spec is not None else "refused")
         if verdict.problem is not None or spec is None:
             return [self._error(cid, _PROBLEMS[verdict.problem or "unknown"], verdict.detail, kind, reply_to)]
-        agent = peer.agent
+        agent = peer.agents[0]  # an app or a provider follows one agent
         if spec.shape == "request":
             return [self._request(peer, agent, envelope, kind, frame, spec.timeout)]
         data = frame.encode() if isinstance(frame, str) else frame
