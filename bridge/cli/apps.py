@@ -37,7 +37,7 @@ from typing import IO, Any, Final, NamedTuple, TypeVar
 import click
 import orjson
 
-from bridge.cli.main import config_option
+from bridge.cli.options import config_option
 from bridge.client import (
     BridgeClient,
     BridgeError,
