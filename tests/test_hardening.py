@@ -75,7 +75,7 @@ async def test_connections_per_agent_are_capped() -> None:
         extra = await websockets.connect(hub.url)
         await extra.send(hello("app", agent="agent1"))
         err = orjson.loads(await extra.recv())
-        assert err["data"]["errorType"] == "FORBIDDEN" and "3 connections" in err["data"]["errorMessage"]
+        assert err["data"]["errorType"] == "FORBIDDEN" and "3 app connections" in err["data"]["errorMessage"]
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await extra.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008

@@ -174,14 +174,41 @@ def test_a_connection_that_left_while_being_greeted_gets_nothing(router: Router)
     assert router.greet("c-1", {"agent1": Snapshot(False, [])}) == []
 
 
-def test_connections_per_agent_are_capped(catalog: Catalog, clock: Clock) -> None:
+def test_app_connections_per_agent_are_capped_and_the_provider_always_gets_in(catalog: Catalog, clock: Clock) -> None:
     router = make_router(catalog, clock, limits=Limits(connections_per_agent=2))
     join(router, "c-1", "app")
-    join(router, "c-2", "provider")
+    join(router, "c-2", "app")
     result = router.hello("c-3", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
     assert isinstance(result, Refused)
     assert error_of(result.outputs[0])["data"]["errorType"] == "FORBIDDEN"
+    join(router, "c-p", "provider")  # the apps never take the provider's place
+    join(router, "c-p2", "provider")  # nor a newer provider's, which replaces it
     join(router, "c-4", "app", agent="agent2")  # another agent is not affected
+
+
+def test_a_providers_answers_to_delivered_requests_skip_its_rate_limit(catalog: Catalog, clock: Clock) -> None:
+    router = make_router(catalog, clock, limits=Limits(rate=1, burst=1, flood_close_after=2))
+    provider = join(router, "c-p", "provider")
+    mute = orjson.loads(sample_text("Mute.request.json"))
+    for n in range(20):  # a burst the hub delivers, e.g. after a backplane stall
+        mute["id"] = f"r-{n}"
+        assert router.request("agent1", f"r-{n}", orjson.dumps(mute)) == [Send("c-p", orjson.dumps(mute))]
+    for n in range(20):
+        [out] = router.receive(provider, orjson.dumps(seed_event(f"r-{n}")))
+        assert isinstance(out, Publish), out
+    # Anything else still meets the limit: one frame passes, the next is refused, then the flood is closed.
+    assert isinstance(router.receive(provider, orjson.dumps(seed_event()))[0], Publish)
+    assert error_of(router.receive(provider, orjson.dumps(seed_event("r-0")))[0])["data"]["errorType"] == "RATE_LIMITED"
+    [close] = router.receive(provider, orjson.dumps(seed_event()))
+    assert isinstance(close, Close) and close.cause == "flooding"
+
+
+def test_what_a_provider_is_owed_is_bounded(catalog: Catalog, clock: Clock) -> None:
+    router = make_router(catalog, clock, limits=Limits(owed_answers=5))
+    provider = join(router, "c-p", "provider")
+    for n in range(50):
+        router.request("agent1", f"r-{n}", sample_text("Mute.request.json").encode())
+    assert provider.owed is not None and list(provider.owed) == [f"r-{n}" for n in range(45, 50)]
 
 
 def test_a_provider_is_welcomed_and_claims_the_agent(router: Router) -> None:

@@ -150,7 +150,21 @@ class HubConfig:
     )
     max_connections_per_agent: int = field(
         default=DEFAULT_LIMITS.connections_per_agent,
-        metadata=about("Most connections one agent may have on this node (apps and provider).", min=1),
+        metadata=about("Most app connections one agent may have on this node; its provider always gets in.", min=1),
+    )
+    max_pending_hellos: int = field(
+        default=1000,
+        metadata=about(
+            "Connections that have not said Hello yet, in total; more are answered HTTP 503 at the handshake.", min=1
+        ),
+    )
+    max_pending_hellos_per_address: int = field(
+        default=100,
+        metadata=about(
+            "Connections from one remote address that have not said Hello yet; more get HTTP 503 "
+            "(behind a reverse proxy every client shares its address: raise it there).",
+            min=1,
+        ),
     )
     compression: bool = field(
         default=False, metadata=about("Enable permessage-deflate (off by default: it costs CPU on every frame).")

@@ -36,6 +36,18 @@ def text(status: HTTPStatus, body: str) -> Response:
     return response(status, body.encode(), "text/plain; charset=utf-8")
 
 
+def repeated_header(request: Request) -> str | None:
+    """The first of ``Origin`` and ``Host`` that the request sends more than once, if any.
+
+    Either, repeated, makes the origin check ambiguous: such a request gets
+    HTTP 400 before anything reads them.
+    """
+    for name in ("Host", "Origin"):
+        if len(request.headers.get_all(name)) > 1:
+            return name
+    return None
+
+
 def origin_allowed(request: Request, allowed: Iterable[str]) -> bool:
     """Browsers send ``Origin``; accept the hub's own origin and the configured ones.
 

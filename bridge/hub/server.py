@@ -111,6 +111,9 @@ class HubServer:
         self.streams_dir = config.streams_dir or http.default_streams_dir()
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        #: Connections that have not said Hello yet, by remote address (bounded: see _admit).
+        self._pending_hellos: dict[str, int] = {}
+        self._pending_total = 0
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -165,10 +168,15 @@ class HubServer:
     # --- HTTP ------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        repeated = http.repeated_header(request)
+        if repeated is not None:
+            return http.text(HTTPStatus.BAD_REQUEST, f"more than one {repeated} header\n")
         path = request.path.split("?", 1)[0]
         if path == http.WS_PATH:
+            if not self._admit(connection):
+                return http.text(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections waiting to say Hello; retry\n")
             if not http.origin_allowed(request, self.config.allow_origins):
-                log.info("refused origin %s", request.headers.get("Origin"))
+                log.info("refused origin %r", request.headers.get("Origin"))
                 return http.text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             return None
         if path == "/healthz":
@@ -181,13 +189,42 @@ class HubServer:
 
     # --- one connection ----------------------------------------------------------
 
+    def _admit(self, connection: ServerConnection) -> bool:
+        """Whether one more connection may wait for its Hello (in total and from its address).
+
+        Connections that never say Hello cost a descriptor each until their
+        deadline: these caps keep a crowd of them from starving real clients.
+        """
+        address = _address(connection)
+        if (
+            self._pending_total >= self.config.max_pending_hellos
+            or self._pending_hellos.get(address, 0) >= self.config.max_pending_hellos_per_address
+        ):
+            self.metrics.disconnected("too_many_pending_hellos")
+            return False
+        return True
+
+    def _waiting(self, connection: ServerConnection, delta: int) -> None:
+        address = _address(connection)
+        count = self._pending_hellos.get(address, 0) + delta
+        if count > 0:
+            self._pending_hellos[address] = count
+        else:
+            self._pending_hellos.pop(address, None)
+        self._pending_total += delta
+
     async def _handle(self, connection: ServerConnection) -> None:
         transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
         connection_id = self.node.connect(transport)
         try:
-            peer = await self._hello(connection, connection_id)
+            self._waiting(connection, +1)
+            try:
+                peer = await self._hello(connection, connection_id)
+            finally:
+                self._waiting(connection, -1)
             if peer is not None:
-                log.info("%s joined %s as %s (%s)", connection_id, ",".join(peer.agents), peer.role, peer.source)
+                # repr: names and sources come from clients; a newline must not forge a log line.
+                log.info("%s joined %r as %s (source %r)", connection_id, peer.agents, peer.role, peer.source)
                 await self._serve(connection, transport, peer)
         except ConnectionClosed:
             pass
@@ -219,3 +256,9 @@ class HubServer:
 
 
 _make_broker = make_broker  # moved to bridge.hub.config
+
+
+def _address(connection: ServerConnection) -> str:
+    """The remote IP address (without the port), or ``"?"`` when the socket has none."""
+    remote = connection.remote_address
+    return str(remote[0]) if isinstance(remote, tuple) and remote else "?"

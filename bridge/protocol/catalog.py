@@ -17,23 +17,39 @@ Frames are checked twice over on purpose:
   whose ``best_match`` gives the clearest JSON path and rule for the error
   message. Schema files themselves are checked against the 2020-12 metaschema
   with ``jsonschema`` at load time.
+
+Refusing a frame must cost little whatever the frame holds (issue 10): the
+verdict comes first, from the compiled validator, and the explanation is made
+within a budget. The reference validator stops after :data:`KEYWORD_BUDGET`
+keyword evaluations and keeps at most :data:`ERRORS_PER_KEYWORD` errors of
+each keyword (an object of 4,000 bad items is explained by its first ones);
+past the budget, the compiled validator's own first error is described
+instead. Messages are cut to :data:`MAX_DETAIL` characters, and a list of
+unexpected keys names a few and counts the rest. Frames nested deeper than
+:data:`MAX_DEPTH` levels are refused before any validator sees them, so no
+validator, ``repr`` or re-serialisation ever meets input deep enough to
+exhaust a recursion limit.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
+from itertools import islice
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import jsonschema
 import jsonschema.exceptions
+import jsonschema.validators
 import jsonschema_rs
 import orjson
 import referencing
 import referencing.jsonschema
+from jsonschema._utils import find_additional_properties
 
 from bridge.protocol.envelopes import Role, is_error_kind, kind_of
 from bridge.protocol.kind import Kind
@@ -44,6 +60,20 @@ Sender = Literal["app", "provider", "hub"]
 ANY_CHANNEL: Final = "*"
 _SHAPES: Final = ("request", "event", "error")
 _SENDERS: Final = ("app", "provider", "hub")
+
+#: Deepest nesting of objects and arrays a frame may have; the envelope itself is level 1.
+#: Deeper frames are a ``SCHEMA_VIOLATION`` whose rule is ``maxDepth``.
+MAX_DEPTH: Final = 64
+#: Keyword evaluations the reference validator may spend explaining one refused frame.
+KEYWORD_BUDGET: Final = 1000
+#: Errors kept from each keyword while explaining (the first ones, lazily).
+ERRORS_PER_KEYWORD: Final = 3
+#: Errors considered by ``best_match`` for one explanation.
+MAX_ERRORS: Final = 10
+#: Longest explanation (``errorMessage`` of a ``SCHEMA_VIOLATION``), in characters.
+MAX_DETAIL: Final = 300
+#: Unexpected keys named in an ``additionalProperties`` message before "and N more".
+NAMED_EXTRAS: Final = 3
 
 
 class CatalogError(Exception):
@@ -60,7 +90,9 @@ class KindSpec:
     path: Path
     schema: dict[str, Any]
     fast: Any  # jsonschema_rs validator: is_valid() on the hot path
-    reference: jsonschema.protocols.Validator  # for precise error messages
+    #: For precise error messages; a :func:`bounded_reference` validator, which
+    #: behaves as ``Draft202012Validator`` except while :meth:`explain` runs.
+    reference: jsonschema.protocols.Validator
     #: ``Amazon/Agent/SetNotReady``: the kind's name, for logs and metrics.
     label: str
     #: Events: how they are kept for late joiners (``x-bridge.retain``), or ``None``.
@@ -72,19 +104,190 @@ class KindSpec:
     errors: tuple[tuple[str, str], ...] = ()
 
     def explain(self, envelope: Any) -> str:
-        """Describe why ``envelope`` breaks this schema: JSON path and rule."""
-        best = jsonschema.exceptions.best_match(self.reference.iter_errors(envelope))
-        if best is None:  # pragma: no cover - only reached if the validators disagree
+        """Describe why ``envelope`` breaks this schema: ``$.json.path: what is wrong (rule)``.
+
+        The work is bounded whatever the envelope holds (see the module's
+        docstring); this never raises.
+        """
+        deep = too_deep(envelope)
+        if deep is not None:
+            return depth_error(deep)
+        budget = _Budget(KEYWORD_BUDGET)
+        token = _BUDGET.set(budget)
+        try:
+            errors = list(islice(self.reference.iter_errors(envelope), MAX_ERRORS))
+            best = jsonschema.exceptions.best_match(errors)
+        except _OverBudget:
+            best = None
+        except RecursionError:  # pragma: no cover - too_deep keeps recursion shallow
+            best = None
+        finally:
+            _BUDGET.reset(token)
+        if best is not None:
+            return describe_error(best)
+        return self._explain_fast(envelope)
+
+    def _explain_fast(self, envelope: Any) -> str:
+        """The compiled validator's first error: its cost is Rust's, not Python's."""
+        try:
+            err = next(iter(self.fast.iter_errors(envelope)), None)
+        except Exception:  # pragma: no cover - jsonschema-rs raises only on broken schemas
+            err = None
+        if err is None:  # pragma: no cover - only reached if the validators disagree
             return "$: rejected by the compiled validator"
-        return describe_error(best)
+        # Like best_match: from an anyOf/oneOf, the deepest error of its branches.
+        while (context := getattr(err.kind, "context", None)):
+            deepest = max((e for branch in context for e in branch), key=lambda e: len(e.instance_path), default=None)
+            if deepest is None or len(deepest.instance_path) <= len(err.instance_path):
+                break
+            err = deepest
+        kind = err.kind
+        if isinstance(kind, jsonschema_rs.ValidationErrorKind.AdditionalProperties):
+            message = unexpected_message(list(kind.unexpected))
+        else:
+            message = err.message
+        return format_detail(list(err.instance_path), message, str(kind.name))
+
+
+class _OverBudget(Exception):
+    """An explanation used up its keyword budget."""
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+#: The budget of the explanation under way in this context; ``None``: no bound (plain validation).
+_BUDGET: ContextVar[_Budget | None] = ContextVar("explain_budget", default=None)
+
+_Keyword = Callable[[Any, Any, Any, Any], Iterator[jsonschema.exceptions.ValidationError]]
+
+
+def _budgeted(keyword: _Keyword) -> _Keyword:
+    """``keyword``, charged to the explanation's budget and cut to its first errors."""
+
+    def bounded(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[
+        jsonschema.exceptions.ValidationError
+    ]:
+        budget = _BUDGET.get()
+        if budget is None:
+            return keyword(validator, value, instance, schema)
+        budget.left -= 1
+        if budget.left < 0:
+            raise _OverBudget
+        return islice(keyword(validator, value, instance, schema), ERRORS_PER_KEYWORD)
+
+    return bounded
+
+
+def _additional_properties(
+    validator: Any, aP: Any, instance: Any, schema: Any
+) -> Iterator[jsonschema.exceptions.ValidationError]:
+    """``additionalProperties`` as ``jsonschema`` checks it, lazily, naming a few extras only."""
+    if not validator.is_type(instance, "object"):
+        return
+    extras = find_additional_properties(instance, schema)
+    if validator.is_type(aP, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], aP, path=extra)
+    elif not aP:
+        found = list(extras)
+        if not found:
+            return
+        if "patternProperties" in schema:
+            verb = "does" if len(found) == 1 else "do"
+            patterns = ", ".join(repr(each) for each in sorted(schema["patternProperties"]))
+            yield jsonschema.exceptions.ValidationError(
+                f"{_some(found)} {verb} not match any of the regexes: {patterns}"
+            )
+        else:
+            yield jsonschema.exceptions.ValidationError(unexpected_message(found))
+
+
+def _some(names: list[str]) -> str:
+    """``'a', 'b', 'c' and 5,997 more``: a few names (shortened) and how many others."""
+    named = ", ".join(shorten(repr(name), 40) for name in names[:NAMED_EXTRAS])
+    rest = len(names) - NAMED_EXTRAS
+    return f"{named} and {rest:,} more" if rest > 0 else named
+
+
+def unexpected_message(names: list[str]) -> str:
+    """``Additional properties are not allowed ('subject' was unexpected)``, bounded."""
+    verb = "was" if len(names) == 1 else "were"
+    return f"Additional properties are not allowed ({_some(names)} {verb} unexpected)"
+
+
+def bounded_reference(schema: dict[str, Any], registry: referencing.Registry[Any]) -> jsonschema.protocols.Validator:
+    """A ``Draft202012Validator`` whose keywords respect an explanation's budget."""
+    validator: jsonschema.protocols.Validator = _BoundedValidator(schema, registry=registry)
+    return validator
+
+
+_BoundedValidator: Any = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    validators={
+        name: _budgeted(_additional_properties if name == "additionalProperties" else keyword)
+        for name, keyword in jsonschema.Draft202012Validator.VALIDATORS.items()
+    },
+)
+
+
+def too_deep(value: Any, room: int = MAX_DEPTH) -> list[str | int] | None:
+    """The path to the first object or array nested more than ``room`` levels deep, or ``None``.
+
+    ``value`` is level 1. Recursion is at most ``room`` calls deep, and a frame
+    within the limit is walked once (objects and arrays only).
+    """
+    if isinstance(value, dict):
+        items: Iterable[tuple[str | int, Any]] = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    if room <= 0:
+        return []
+    for key, item in items:
+        if isinstance(item, (dict, list)):
+            found = too_deep(item, room - 1)
+            if found is not None:
+                found.insert(0, key)
+                return found
+    return None
+
+
+def within_depth(value: Any, room: int = MAX_DEPTH) -> bool:
+    """Whether ``value`` nests at most ``room`` levels: :func:`too_deep` for the hot path (about a microsecond)."""
+    if room <= 0:
+        return False
+    for item in value.values() if type(value) is dict else value:
+        if (type(item) is dict or type(item) is list) and not within_depth(item, room - 1):
+            return False
+    return True
+
+
+def depth_error(path: list[str | int]) -> str:
+    """``$.data.a.a…: nested deeper than 64 levels (maxDepth)``."""
+    return format_detail(path, f"nested deeper than {MAX_DEPTH} levels", "maxDepth")
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def format_detail(path: Iterable[str | int], message: str, rule: str) -> str:
+    """``$.json.path: what is wrong (rule)``, at most :data:`MAX_DETAIL` characters."""
+    where = shorten("$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path), 120)
+    rule = shorten(rule, 40)
+    return f"{where}: {shorten(message, MAX_DETAIL - len(where) - len(rule) - 5)} ({rule})"
 
 
 def describe_error(err: jsonschema.exceptions._Error) -> str:
     """``$.data.ReasonCodeId: 5 is not of type 'string' (type)``."""
-    path = "$" + "".join(
-        f"[{part}]" if isinstance(part, int) else f".{part}" for part in err.absolute_path
-    )
-    return f"{path}: {err.message} ({err.validator})"
+    return format_detail(err.absolute_path, err.message, str(err.validator))
 
 
 def envelope_shape(envelope: dict[str, Any], kind: Kind) -> Shape:
@@ -142,7 +345,10 @@ class Catalog:
 
         This is on the hot path: the decision for a (kind, shape, sender) is
         made once and cached, so a routed frame costs a dict lookup plus the
-        compiled validator.
+        compiled validator. Only a frame the validator refuses is measured
+        for depth (:data:`MAX_DEPTH`) before it is explained: explaining a
+        deep frame is what costs, and a valid frame's depth is its schema's
+        business (the built-in schemas admit no free nesting at all).
         """
         shape = envelope_shape(envelope, kind)
         key = (kind, shape, sender)
@@ -156,9 +362,12 @@ class Catalog:
                 self._decided[key] = decided
         if decided.spec is None:
             return decided
-        if decided.spec.fast.is_valid(envelope):
+        spec = decided.spec
+        if spec.fast.is_valid(envelope):
             return decided
-        return Verdict(decided.spec, "schema", decided.spec.explain(envelope))
+        if not within_depth(envelope):
+            return Verdict(spec, "schema", depth_error(too_deep(envelope) or []))
+        return Verdict(spec, "schema", spec.explain(envelope))
 
     def _decide(self, kind: Kind, shape: Shape, sender: str) -> Verdict:
         """Which schema applies, before looking at the envelope's content.
@@ -202,7 +411,7 @@ class Catalog:
             if not shapes:
                 return f"$: no message kind {name}"
             return f"$: {name} is a {' or '.join(shapes)}, not a {envelope_shape(envelope, name)}"
-        if spec.fast.is_valid(envelope):
+        if within_depth(envelope) and spec.fast.is_valid(envelope):
             return None
         return spec.explain(envelope)
 
@@ -266,7 +475,7 @@ def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
             fast = jsonschema_rs.Draft202012Validator(schema, registry=fast_registry)
         except Exception as exc:  # jsonschema-rs raises ValueError/ReferencingError
             raise CatalogError(f"{path}: cannot compile: {exc}") from exc
-        reference = jsonschema.Draft202012Validator(schema, registry=reference_registry)
+        reference = bounded_reference(schema, reference_registry)
         specs.append(
             KindSpec(kind, shape, senders, path, schema, fast, reference, str(kind), retain, timeout, errors)
         )

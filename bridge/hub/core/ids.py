@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 import secrets
-
-_request_prefix = "h-" + secrets.token_hex(4) + "-"
-_request_counter = itertools.count(1)
 
 
 def new_connection_id() -> str:
@@ -14,5 +10,6 @@ def new_connection_id() -> str:
 
 
 def new_request_id() -> str:
-    """Unique across nodes (a random prefix per process) and cheap (a counter)."""
-    return f"{_request_prefix}{next(_request_counter)}"
+    """Unique across nodes and unguessable: another app of the agent cannot claim it first,
+    and ids reveal nothing of other agents' traffic (as a counter would)."""
+    return "h-" + secrets.token_urlsafe(12)

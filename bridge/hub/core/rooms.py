@@ -62,6 +62,7 @@ class Rooms:
     def items(self) -> list[tuple[str, Room]]:
         return list(self._by_agent.items())
 
-    def size(self, agent: str) -> int:
+    def apps(self, agent: str) -> int:
+        """The agent's app connections on this node, joined or joining."""
         room = self._by_agent.get(agent)
-        return 0 if room is None else len(room)
+        return 0 if room is None else len(room.attached) + len(room.joining)

@@ -52,6 +52,8 @@ from bridge.protocol.tokens import TokenError, verify_token
 _ID_MAX: Final = 64
 #: Seconds a provider has to answer a request whose kind declares no deadline of its own.
 DEFAULT_REQUEST_TIMEOUT: Final = 10.0
+#: Longest ``errorMessage`` the hub sends (what it echoes of a frame is cut there).
+MAX_ERROR_MESSAGE: Final = 512
 #: Clock leeway in seconds when checking a token's expiry.
 DEFAULT_TOKEN_LEEWAY: Final = 0.0
 _PROBLEMS: Final = {
@@ -72,6 +74,9 @@ class Peer:
     agents: tuple[str, ...]
     #: Its flood control (``None``: unlimited, as in the core's own tests).
     bucket: TokenBucket | None = field(default=None, repr=False)
+    #: A provider's requests delivered by this node and not yet answered: its
+    #: answers to them never count against its rate limit (the hub caused them).
+    owed: dict[str, None] | None = field(default=None, repr=False)
 
     @property
     def agent(self) -> str:
@@ -104,8 +109,10 @@ class Limits:
     burst: int = 100
     #: Frames refused by the rate limit in a row before the connection is closed (1008).
     flood_close_after: int = 50
-    #: Most connections one agent may have on this node (apps and provider).
+    #: Most app connections one agent may have on this node; its provider's place is always kept.
     connections_per_agent: int = 200
+    #: Requests a provider may owe answers for whose answers skip its rate limit (oldest forgotten first).
+    owed_answers: int = 1024
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -196,14 +203,16 @@ class Router:
                 return self.refuse(connection_id, f"the token is for role {claims.role}, not {role}", reply_to)
             agent = claims.agent
         agents = (agent,)
-        cap = self.limits.connections_per_agent
-        for name in agents:
-            if self.rooms.size(name) >= cap:
-                return self.refuse(
-                    connection_id, f"agent {name} already has {cap} connections", reply_to, error_type=ErrorType.FORBIDDEN
-                )
+        if role is not Role.PROVIDER:
+            # Apps are capped per agent; the provider's place is never taken by them.
+            cap = self.limits.connections_per_agent
+            for name in agents:
+                if self.rooms.apps(name) >= cap:
+                    why = f"agent {name} already has {cap} app connections"
+                    return self.refuse(connection_id, why, reply_to, error_type=ErrorType.FORBIDDEN)
         bucket = TokenBucket.full(self.limits.rate, self.limits.burst, self.clock())
-        peer = Peer(connection_id, role, envelope["source"], agents, bucket)
+        owed: dict[str, None] | None = {} if role is Role.PROVIDER else None
+        peer = Peer(connection_id, role, envelope["source"], agents, bucket, owed)
         self.peers[connection_id] = peer
         outputs: list[Output] = []
         for name in agents:
@@ -269,7 +278,10 @@ class Router:
             keyed = spec is not None and spec.retain is not None and spec.retain.key is not None
             envelope.pop("replyTo", None)
             envelope["retained"] = True
-            frames.append((keyed, orjson.dumps(envelope)))
+            try:
+                frames.append((keyed, orjson.dumps(envelope)))
+            except orjson.JSONEncodeError:
+                continue  # nested past what orjson writes: nothing a client could be replayed
         frames.sort(key=lambda item: item[0])  # stable: first-retained order within each group
         return [data for _, data in frames]
 
@@ -322,15 +334,31 @@ class Router:
     # --- frames from a joined connection --------------------------------------------------
 
     def receive(self, peer: Peer, frame: str | bytes) -> list[Output]:
-        """Route one frame from a joined connection, after its rate limit."""
+        """Route one frame from a joined connection, after its rate limit.
+
+        An app's frame meets the limit before it is read, so refusing a flood
+        stays cheap. A provider's is read first: its answers to requests this
+        node delivered to it do not count, since the hub, not the provider,
+        chose when those came (a burst after a backplane stall, say).
+        """
         bucket = peer.bucket
-        if bucket is not None and not bucket.take(self.clock()):
+        owed = peer.owed
+        if bucket is not None and owed is None and not bucket.take(self.clock()):
             return self._over_limit(peer, bucket, frame)
         cid = peer.connection_id
         try:
             envelope: Any = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
+            if bucket is not None and owed is not None and not bucket.take(self.clock()):
+                return self._over_limit(peer, bucket, frame)
             return [self._error(cid, ErrorType.INVALID_JSON, f"not JSON: {exc}", None, None)]
+        if bucket is not None and owed is not None:
+            answers = envelope.get("replyTo") if isinstance(envelope, dict) else None
+            if not (isinstance(answers, str) and answers in owed):
+                if not bucket.take(self.clock()):
+                    return self._over_limit(peer, bucket, frame)
+            else:
+                del owed[answers]
         reply_to = _reply_to(envelope)
         kind = protocol.kind_of(envelope)
         if kind is None:
@@ -381,7 +409,11 @@ class Router:
         if request_id is None:
             request_id = self.request_ids()
             envelope["id"] = request_id
-            data = orjson.dumps(envelope)
+            try:
+                data = orjson.dumps(envelope)
+            except orjson.JSONEncodeError as exc:  # nested past what orjson writes (a free-form schema)
+                return self._error(peer.connection_id, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}",
+                                   kind, None)
         else:
             data = frame.encode() if isinstance(frame, str) else frame
         if (agent, request_id) in self.pending:
@@ -461,6 +493,12 @@ class Router:
         """A request for an agent whose provider the registry places on this node."""
         room = self.rooms.get(agent)
         if room is not None and room.provider is not None:
+            provider = self.peers.get(room.provider)
+            if provider is not None and provider.owed is not None:
+                owed = provider.owed
+                owed[request_id] = None
+                if len(owed) > self.limits.owed_answers:
+                    del owed[next(iter(owed))]
             return [Send(room.provider, data)]
         # The registry pointed here but the provider just left: say so to the requester.
         try:
@@ -536,8 +574,17 @@ class Snapshot(NamedTuple):
 
 
 def hub_error(error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None) -> dict[str, Any]:
-    """An error the hub itself raises about a frame of ``kind``."""
-    channel = kind.channel if kind is not None and 0 < len(kind.channel) <= _ID_MAX else protocol.BRIDGE
+    """An error the hub itself raises about a frame of ``kind``.
+
+    What a client sent is echoed only within bounds: names longer than any
+    kind's name are left out, and the technical cause is cut at
+    ``MAX_ERROR_MESSAGE`` characters, so a huge frame never buys a huge reply.
+    """
+    if kind is not None and not all(0 < len(name) <= _ID_MAX for name in kind):
+        kind = None
+    channel = kind.channel if kind is not None else protocol.BRIDGE
+    if len(why) > MAX_ERROR_MESSAGE:
+        why = why[: MAX_ERROR_MESSAGE - 1] + "…"
     return protocol.error(error_type, why, channel=channel, request=kind, reply_to=reply_to)
 
 
