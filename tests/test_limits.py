@@ -152,3 +152,49 @@ async def _until_admitted(url: str) -> None:
             continue
         await app.close()
         return
+
+
+async def ping_flood(port: int, *, hello_frame: str | None) -> int:
+    """Ping a hub without ever reading; return how many pings it took until the hub cut the socket."""
+    import base64
+    import os
+    import socket
+    import struct
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # what we never read piles up at the hub
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    await writer.drain()
+    assert (await within(reader.readuntil(b"\r\n\r\n"))).startswith(b"HTTP/1.1 101")
+
+    def frame(opcode: int, payload: bytes) -> bytes:
+        return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload  # masked with a zero key
+
+    if hello_frame is not None:
+        data = hello_frame.encode()
+        writer.write(bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(data)) + b"\0\0\0\0" + data)
+    ping = frame(0x9, b"p" * 125)
+    for sent in range(0, 400_000, 100):  # at most ~50 MB of pings: a safety net, not a threshold
+        try:
+            writer.write(ping * 100)
+            await asyncio.wait_for(writer.drain(), 5)
+        except (ConnectionError, TimeoutError):
+            writer.close()
+            return sent
+    writer.close()
+    raise AssertionError("the hub never cut a client that pings and never reads")
+
+
+async def test_a_ping_flood_that_never_reads_is_cut_before_and_after_hello() -> None:
+    config = HubConfig(port=0, open_mode=True, max_send_buffer=256 * 1024)
+    async with HubServer(config) as hub:
+        await within(ping_flood(hub.port, hello_frame=None), 60)
+        await within(ping_flood(hub.port, hello_frame=hello("app", agent="agent1")), 60)
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(hub.http_url + "/metrics").read())
+        assert 'bridge_disconnects_total{reason="too_slow"} 2.0' in body.decode()
+        await join_app(hub.url)  # others are still served

@@ -88,7 +88,18 @@ class HubConfig:
     )
     allow_origins: tuple[str, ...] = field(
         default=(),
-        metadata=about("A browser origin accepted besides the hub's own ('*' accepts any).", option="--allow-origin"),
+        metadata=about(
+            "A browser origin accepted besides the hub's own ('*' accepts any); also the pages' frame-ancestors.",
+            option="--allow-origin",
+        ),
+    )
+    public_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=about(
+            "A host name clients reach the hub by; any other Host header gets HTTP 421 "
+            "(default: the listen address, localhost, 127.0.0.1 and [::1]).",
+            option="--public-host",
+        ),
     )
     schema_dirs: tuple[Path, ...] = field(
         default=(),
@@ -166,8 +177,26 @@ class HubConfig:
             min=1,
         ),
     )
+    max_unread_file_bytes: int = field(
+        default=32 * 1024 * 1024,
+        metadata=about(
+            "Bytes of served files that clients have not read yet, in total; more file requests get HTTP 503.", min=1
+        ),
+    )
+    max_unread_file_bytes_per_address: int = field(
+        default=4 * 1024 * 1024,
+        metadata=about(
+            "Bytes of served files one remote address has not read yet; more get HTTP 503 "
+            "(must exceed the largest file, 730 KB for the Streams bundle).",
+            min=1,
+        ),
+    )
     compression: bool = field(
         default=False, metadata=about("Enable permessage-deflate (off by default: it costs CPU on every frame).")
+    )
+    metrics_public: bool = field(
+        default=False,
+        metadata=about("Answer /healthz and /metrics from any address (default: loopback clients only, 403 otherwise)."),
     )
 
     def __post_init__(self) -> None:

@@ -56,12 +56,14 @@ class SocketTransport:
     def send(self, data: bytes) -> None:
         if self.closing or wire.write_text(self.connection, data, self.max_buffer):
             return
+        self.drop_slow()
+
+    def drop_slow(self) -> None:
+        """Too much unsent: queue a 4008 close behind it, and cut the socket if it stays stuck."""
+        if self.closing:
+            return
         self.metrics.disconnected("too_slow")
         log.warning("closing %s: too slow to read", self.connection.id)
-        self._drop_slow()
-
-    def _drop_slow(self) -> None:
-        """Queue a 4008 close behind what is buffered, and cut the socket if it stays stuck."""
         self.closing = True
         connection = self.connection
         wire.queue_close(connection, CloseCode.TOO_SLOW, "too slow; reconnect")
@@ -109,6 +111,16 @@ class HubServer:
         self.node = Node(self.router, self.broker, self.metrics)
         self.static_dir = config.static_dir or http.builtin_static_dir()
         self.streams_dir = config.streams_dir or http.default_streams_dir()
+        #: The files served over HTTP, cached, with the cap on unread responses.
+        self.site = http.Site(
+            http.SiteSettings(
+                static_dir=self.static_dir,
+                streams_dir=self.streams_dir,
+                allow_origins=config.allow_origins,
+                max_unread=config.max_unread_file_bytes,
+                max_unread_per_address=config.max_unread_file_bytes_per_address,
+            )
+        )
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         #: Connections that have not said Hello yet, by remote address (bounded: see _admit).
@@ -130,6 +142,7 @@ class HubServer:
             # Incoming frames queue little: the rate limit is checked as they are read.
             max_queue=32,
             server_header="connect-bridge",
+            create_connection=wire.BudgetedConnection,
         )
 
     async def close(self) -> None:
@@ -171,21 +184,26 @@ class HubServer:
         repeated = http.repeated_header(request)
         if repeated is not None:
             return http.text(HTTPStatus.BAD_REQUEST, f"more than one {repeated} header\n")
+        config = self.config
+        # Against DNS rebinding: the hub answers only under its own names (docs/protocol.md, Transport).
+        if not http.host_allowed(request, http.public_names(config.public_hosts, config.host)):
+            log.info("refused Host %r", request.headers.get("Host"))
+            return http.text(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host; see --public-host\n")
         path = request.path.split("?", 1)[0]
         if path == http.WS_PATH:
             if not self._admit(connection):
                 return http.text(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections waiting to say Hello; retry\n")
-            if not http.origin_allowed(request, self.config.allow_origins):
+            if not http.origin_allowed(request, config.allow_origins):
                 log.info("refused origin %r", request.headers.get("Origin"))
                 return http.text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             return None
-        if path == "/healthz":
-            return http.response(HTTPStatus.OK, orjson.dumps(self.node.stats()), "application/json")
-        if path == "/metrics":
+        if path in ("/healthz", "/metrics"):
+            if not config.metrics_public and not http.is_loopback(_address(connection)):
+                return http.text(HTTPStatus.FORBIDDEN, "only from loopback unless --metrics-public\n")
+            if path == "/healthz":
+                return http.response(HTTPStatus.OK, orjson.dumps(self.node.stats()), "application/json")
             return http.response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
-        if path.startswith(http.STREAMS_PREFIX):
-            return http.serve_file(self.streams_dir, path[len(http.STREAMS_PREFIX) :])
-        return http.serve_file(self.static_dir, path)
+        return self.site.serve(request, path, _address(connection), wire.lost(connection))
 
     # --- one connection ----------------------------------------------------------
 
@@ -215,6 +233,8 @@ class HubServer:
 
     async def _handle(self, connection: ServerConnection) -> None:
         transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
+        if isinstance(connection, wire.BudgetedConnection):  # pongs and the like, before and after Hello
+            connection.over_budget = transport.drop_slow
         connection_id = self.node.connect(transport)
         try:
             self._waiting(connection, +1)
@@ -223,6 +243,8 @@ class HubServer:
             finally:
                 self._waiting(connection, -1)
             if peer is not None:
+                if isinstance(connection, wire.BudgetedConnection):
+                    connection.send_budget = self.config.max_send_buffer
                 # repr: names and sources come from clients; a newline must not forge a log line.
                 log.info("%s joined %r as %s (source %r)", connection_id, peer.agents, peer.role, peer.source)
                 await self._serve(connection, transport, peer)

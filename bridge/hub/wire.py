@@ -13,7 +13,13 @@ that are not public API:
 * ``connection.transport`` (the asyncio transport: ``write``,
   ``get_write_buffer_size``, ``abort``);
 * that a server's unmasked text frame without extensions is the same bytes
-  for every connection (no per-connection state in the frame).
+  for every connection (no per-connection state in the frame);
+* ``Connection.data_received`` (websockets answers pings from there, without
+  going through anything of ours), extended by :class:`BudgetedConnection`
+  and installed with ``serve(create_connection=...)``;
+* ``Connection.connection_lost_waiter``, the future that resolves when the
+  socket is gone (:func:`lost`), which tells when a plain HTTP response has
+  left the hub's memory.
 
 ``tests/test_wire.py`` checks each of these against the installed release, and
 ``pyproject.toml`` bounds the ``websockets`` versions it was checked with. A
@@ -22,6 +28,8 @@ release that changes them fails that test loudly instead of corrupting frames.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Final
 
 from websockets.asyncio.server import ServerConnection
@@ -57,6 +65,34 @@ _frames = FrameCache()
 
 _OPEN: Final = State.OPEN
 
+#: Unsent bytes a connection may have before it has said Hello: what the hub
+#: sends then (a Welcome and its replay, or a refusal) is far smaller.
+PRE_HELLO_BUDGET: Final = 64 * 1024
+
+
+class BudgetedConnection(ServerConnection):
+    """A server connection dropped when its unsent bytes pass its budget, whatever filled them.
+
+    The hub's own frames are checked as they are written (:func:`write_text`).
+    What ``websockets`` writes by itself is not: above all the pong for every
+    ping, so a client that pings and never reads would grow the hub's memory
+    without bound. This checks after every read, which is when such writes
+    happen. The budget is :data:`PRE_HELLO_BUDGET` until the server raises it
+    for a joined client; ``over_budget`` is told once the budget is passed.
+    """
+
+    send_budget: int = PRE_HELLO_BUDGET
+    over_budget: Callable[[], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        unsent = self.transport.get_write_buffer_size()
+        if unsent > self.send_budget and self.over_budget is not None:
+            self.over_budget()  # a close queued behind what is buffered, the socket cut after a grace
+            if unsent > 2 * self.send_budget:
+                # Still sending while never reading (a ping flood): no grace.
+                self.transport.abort()
+
 
 def write_text(connection: ServerConnection, data: bytes, max_buffer: int) -> bool:
     """Queue one text frame without awaiting; ``False`` (and nothing written) past ``max_buffer``.
@@ -77,6 +113,11 @@ def write_text(connection: ServerConnection, data: bytes, max_buffer: int) -> bo
     else:
         transport.write(_frames.text(data))
     return True
+
+
+def lost(connection: ServerConnection) -> asyncio.Future[None]:
+    """A future that resolves once the connection's socket is gone."""
+    return connection.connection_lost_waiter
 
 
 def queue_close(connection: ServerConnection, code: int, reason: str) -> None:
