@@ -96,8 +96,8 @@ class HubConfig:
     public_hosts: tuple[str, ...] = field(
         default=(),
         metadata=about(
-            "A host name clients reach the hub by; any other Host header gets HTTP 421 "
-            "(default: the listen address, localhost, 127.0.0.1 and [::1]).",
+            "A host name clients reach the hub by, besides the listen address and the loopback names; "
+            "any other Host header gets HTTP 421.",
             option="--public-host",
         ),
     )

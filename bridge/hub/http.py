@@ -109,9 +109,12 @@ def host_name(value: str) -> str:
 
 
 def public_names(public_hosts: Iterable[str], bind_host: str) -> frozenset[str]:
-    """The names ``Host`` may carry: the configured ones, else the bind address and loopback."""
-    configured = tuple(public_hosts)
-    names = configured if configured else (bind_host, *LOOPBACK_NAMES)
+    """The names ``Host`` may carry: the configured ones, the bind address and the loopback names.
+
+    Loopback names are always safe: a rebinding page reaches the hub under
+    the attacker's own domain name, never under ``localhost`` or an address.
+    """
+    names = (*public_hosts, bind_host, *LOOPBACK_NAMES)
     return frozenset(host_name(name) for name in names if name)
 
 
