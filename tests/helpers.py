@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
+import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -126,3 +128,13 @@ async def within(awaitable: Awaitable[T], seconds: float = 5.0) -> T:
     """A safety net so that a broken test fails instead of hanging; not a timing assertion."""
     async with asyncio.timeout(seconds):
         return await awaitable
+
+
+def prerequisite_missing(what: str) -> NoReturn:
+    """A prerequisite (Redis, Chromium, the Streams bundle) is missing: fail in CI, skip with the reason elsewhere.
+
+    In CI every test must run: a green run that skipped them would hide it.
+    """
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"{what} (required in CI)", pytrace=False)
+    pytest.skip(what)

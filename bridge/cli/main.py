@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
@@ -16,6 +15,7 @@ import orjson
 
 from bridge import __version__
 from bridge.cli.options import hub_options, read_secret, secret_options
+from bridge.hub import http
 from bridge.hub.config import HubConfig
 from bridge.protocol import Role
 from bridge.protocol.catalog import Catalog, CatalogError
@@ -35,15 +35,6 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @main.command()
 @hub_options
 def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> None:
@@ -59,7 +50,7 @@ def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> Non
         raise click.UsageError(str(exc)) from exc
     secret = config.secret
     if config.open_mode:
-        if not is_loopback(config.host) and not open_anywhere:
+        if not http.is_loopback(config.host) and not open_anywhere:
             raise click.UsageError(f"--open serves anyone without a token; refusing to bind {config.host} "
                                    "(use a loopback address, or add --open-anywhere if you really mean it)")
         click.secho("WARNING: OPEN MODE: no tokens; anyone who can reach this port can act as any agent.",

@@ -130,6 +130,9 @@ def host_allowed(request: Request, names: frozenset[str]) -> bool:
 
 
 def is_loopback(address: str) -> bool:
+    """Whether an address (or ``localhost``) is a loopback one; an IPv6 zone (``%lo``) is ignored."""
+    if address == "localhost":
+        return True
     try:
         return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     except ValueError:

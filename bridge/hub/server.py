@@ -111,6 +111,8 @@ class HubServer:
         self.node = Node(self.router, self.broker, self.metrics)
         self.static_dir = config.static_dir or http.builtin_static_dir()
         self.streams_dir = config.streams_dir or http.default_streams_dir()
+        #: The names the hub answers under (the ``Host`` check against DNS rebinding).
+        self.public_names = http.public_names(config.public_hosts, config.host)
         #: The files served over HTTP, cached, with the cap on unread responses.
         self.site = http.Site(
             http.SiteSettings(
@@ -186,7 +188,7 @@ class HubServer:
             return http.text(HTTPStatus.BAD_REQUEST, f"more than one {repeated} header\n")
         config = self.config
         # Against DNS rebinding: the hub answers only under its own names (docs/protocol.md, Transport).
-        if not http.host_allowed(request, http.public_names(config.public_hosts, config.host)):
+        if not http.host_allowed(request, self.public_names):
             log.info("refused Host %r", request.headers.get("Host"))
             return http.text(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host; see --public-host\n")
         path = request.path.split("?", 1)[0]

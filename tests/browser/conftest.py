@@ -24,6 +24,8 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 
+from ..helpers import prerequisite_missing
+
 REPO = Path(__file__).resolve().parents[2]
 STATIC_DIR = REPO / "static"
 STREAMS_DIR = REPO / "node_modules" / "amazon-connect-streams" / "release"
@@ -43,19 +45,12 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _missing(what: str) -> None:
-    """Fail in CI, where these tests must run; skip with the reason elsewhere."""
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(f"{what} (required in CI)", pytrace=False)
-    pytest.skip(what)
-
-
 @pytest.fixture
 def browser_prerequisites() -> None:
     if not CHROMIUM.exists():
-        _missing(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
+        prerequisite_missing(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
     if not (STREAMS_DIR / "connect-streams-min.js").is_file():
-        _missing(f"amazon-connect-streams not installed in {STREAMS_DIR.parent}: run npm ci")
+        prerequisite_missing(f"amazon-connect-streams not installed in {STREAMS_DIR.parent}: run npm ci")
 
 
 @pytest.fixture
