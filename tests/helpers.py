@@ -138,3 +138,15 @@ def prerequisite_missing(what: str) -> NoReturn:
     if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         pytest.fail(f"{what} (required in CI)", pytrace=False)
     pytest.skip(what)
+
+
+async def eventually(check: Any, timeout: float = 10.0, every: float = 0.1) -> Any:
+    """Poll ``check`` (sync or async) until it returns something truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if asyncio.iscoroutine(result):
+                result = await result
+            if result:
+                return result
+            await asyncio.sleep(every)

@@ -334,7 +334,9 @@ def test_a_call_shows_busy_and_queues_changes(model: AgentModel, clock: FakeCloc
     clock.advance(10)
     queued = model.set_not_ready("Lunch")
     assert isinstance(queued, Answer) and not queued.changed
-    assert queued.message == busy  # still Busy: Connect applies it after the call
+    # Still Busy: Connect applies it after the call; the queued state is shown as nextState.
+    assert queued.message["data"].pop("nextState") == {"name": "Lunch", "type": "not_routable"}
+    assert queued.message == busy
     assert model.next_state == AgentState("Lunch", StateType.NOT_ROUTABLE)
     model.set_not_ready("Break")  # a later request replaces the queued one
     assert model.next_state is not None and model.next_state.name == "Break"

@@ -27,6 +27,7 @@ from bridge.cli import apps as cli_apps
 from bridge.client import (
     AgentStateNotFound,
     BridgeClient,
+    Calls,
     ClientClosed,
     ConnectFailed,
     Forbidden,
@@ -284,12 +285,13 @@ async def test_listen_filters_kinds(hub: HubServer, va: VirtualAgent) -> None:
 
 async def test_listen_pretty(hub: HubServer, va: VirtualAgent) -> None:
     process = await spawn(
-        "listen", "--agent", "agent1", "--url", hub.url, "--pretty", "--count", "3"
+        "listen", "--agent", "agent1", "--url", hub.url, "--pretty", "--count", "4"
     )
     assert "ProviderStatus (retained): provider connected" in await read_line(process.stdout)
     assert "SetAgentState (retained): Available (routable) · " in await read_line(process.stdout)
-    await va.start_call()
+    await va.start_call()  # an answered call: its call event, then the agent's Busy
     out, _ = await within(process.communicate())
+    assert re.search(r"InboundCallStateChange: call \w{8} inbound connected · \+15555550123 → ", out.decode())
     assert re.search(
         r"SetAgentState: Busy \(system\) · \d+:\d\d in state · muted: no", out.decode()
     )
@@ -340,10 +342,13 @@ async def test_virtual_agent_command(hub: HubServer, tmp_path: Path) -> None:
         assert [s["label"] for s in listing["message"]["states"]] == ["Ready", "Coaching", "Gone"]
         with pytest.raises(AgentStateNotFound):
             await within(bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"}))
-        # SIGUSR1 starts a simulated call; Mute works only then.
+        # SIGUSR1 rings a call; once answered, Mute works.
         with pytest.raises(MuteFailed):
             await within(bus.request("Amazon", "Agent", "Mute"))
         process.send_signal(signal.SIGUSR1)
+        ringing = await within(bus.wait_for("Amazon/InboundCall/InboundCallStateChange"))
+        assert ringing["message"]["call"]["CallVariables"]["ANI"] == "+15555550123"
+        await within(Calls(bus).answer())
         await within(
             bus.wait_for("Amazon/Agent/SetAgentState", lambda e: e["message"]["event"] == "Busy")
         )

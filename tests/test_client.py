@@ -17,6 +17,8 @@ from bridge.client import (
     AgentStateNotFound,
     BridgeClient,
     BridgeError,
+    CallFailed,
+    CallNotFound,
     ClientClosed,
     ConnectFailed,
     ConnectionLost,
@@ -36,6 +38,7 @@ from bridge.client import (
     backoff_delay,
     error_from_envelope,
 )
+from bridge.client.client import CALL_FAILURES
 from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 from bridge.protocol import ErrorType, Kind, error
@@ -290,6 +293,8 @@ def test_every_error_type_has_its_class() -> None:
         ErrorType.AGENT_STATE_NOT_FOUND: AgentStateNotFound,
         ErrorType.UPDATE_AGENT_STATE_FAILED: UpdateAgentStateFailed,
         ErrorType.MUTE_FAILED: MuteFailed,
+        ErrorType.CALL_NOT_FOUND: CallNotFound,
+        **dict.fromkeys(CALL_FAILURES, CallFailed),
     }
     assert set(expected) == set(ErrorType)
     for error_type, cls in expected.items():
@@ -397,8 +402,10 @@ async def test_two_clients_see_the_same_events(hub: HubServer, agent: VirtualAge
         answer = await within(
             one.request("Amazon/Agent/SetNotReady", {"ReasonCodeId": "Training"})
         )
-        for stream in streams:
-            assert await within(stream.get()) == answer
+        # The requester sees the answer under its own id, the other app under the hub's.
+        seen = [await within(stream.get()) for stream in streams]
+        assert seen[0] == answer
+        assert {**seen[1], "replyTo": answer["replyTo"]} == answer and seen[1]["replyTo"].startswith("h-")
         await agent.start_call()
         busy = [await within(stream.get()) for stream in streams]
         assert busy[0] == busy[1]

@@ -72,7 +72,7 @@ async def test_a_newer_provider_replaces_the_older(open_hub: HubServer) -> None:
     assert await old.closed() == 4001
     assert (await app.recv())["message"] == {"connected": True}
     await app.send(sample_text("Mute.request.json"))
-    assert (await new.recv())["id"] == "req-17"
+    assert (await new.recv())["subtopic"] == "Mute"
     assert open_hub.node.stats()["providers"] == 1
 
 
@@ -114,10 +114,39 @@ async def test_provider_errors_reach_the_requester_only(open_hub: HubServer) -> 
     requester = await join_app(open_hub.url)
     bystander = await join_app(open_hub.url)
     await requester.send({**sample("seed-SetNotReady.request.json"), "id": "req-18"})
-    await provider.recv()
-    await provider.send(sample_text("ApiError.error.json"))
+    request = await provider.recv()
+    # The provider sees the hub's id for the request, and answers it...
+    assert request["id"].startswith("h-")
+    await provider.send({**sample("ApiError.error.json"), "replyTo": request["id"]})
+    # ...and the requester gets the error under its own id.
     assert await requester.recv() == sample("ApiError.error.json")
     await bystander.nothing()
+
+
+async def test_two_apps_may_use_the_same_request_ids(open_hub: HubServer) -> None:
+    """Ids are a per-connection matter: neither app can pre-claim, or answer for, the other's."""
+    provider, _ = await join(open_hub.url, "provider")
+    one, two = await join_app(open_hub.url), await join_app(open_hub.url)
+    await one.send(sample_text("Mute.request.json"))
+    await two.send(sample_text("Mute.request.json"))  # the same id, "req-17"
+    first, second = await provider.recv(), await provider.recv()
+    assert first["id"] != second["id"]
+    await provider.send({**sample("ApiError.error.json"), "replyTo": second["id"]})
+    await provider.send({**sample("SetAgentState-muted.event.json"), "replyTo": first["id"]})
+    # Each requester gets its own answer under its own id.
+    error = await two.recv()
+    assert error["subtopic"] == "ApiError" and error["replyTo"] == "req-17"
+    answer = await one.recv()
+    assert answer["subtopic"] == "SetAgentState" and answer["replyTo"] == "req-17"
+    # The other app sees the event too, under the hub's id for the request.
+    seen = await two.recv()
+    assert seen["subtopic"] == "SetAgentState" and seen["replyTo"] == first["id"]
+    # Reusing an id while it is in flight on the same connection is refused.
+    await one.send(sample_text("Mute.request.json"))
+    await provider.recv()
+    await one.send(sample_text("Mute.request.json"))
+    refused = await one.recv()
+    assert refused["data"]["errorType"] == "DUPLICATE_REQUEST_ID" and refused["replyTo"] == "req-17"
 
 
 async def test_agents_are_isolated(open_hub: HubServer) -> None:

@@ -45,6 +45,40 @@ async def test_apps_at_the_cap_never_lock_the_provider_out() -> None:
             assert (await app.recv_kind("SetAgentState"))["message"]["event"]
 
 
+async def hello_at_once(url: str, count: int) -> list[str]:
+    """``count`` apps of agent1 say Hello at the same moment; what each got first (subtopic)."""
+    clients = [await connect(url) for _ in range(count)]
+    await asyncio.gather(*(c.send(hello("app", agent="agent1")) for c in clients))
+    firsts = await asyncio.gather(*(c.recv() for c in clients))
+    for client in clients:
+        await client.close()
+    return [frame["subtopic"] for frame in firsts]
+
+
+@pytest.mark.redis
+async def test_the_cap_holds_under_simultaneous_hellos_on_redis_nodes() -> None:
+    """The cap is per node (docs/protocol.md), decided in one step per Hello: on Redis-backed
+    nodes as on one process, 60 simultaneous Hellos never get more than the cap in per node."""
+    from bridge.brokers.redis import RedisBroker
+    from bridge.brokers.redis.settings import RedisSettings
+
+    from .redis_helpers import drop_prefix, require_redis, unique_prefix
+
+    url, prefix = require_redis(), unique_prefix()
+    config = HubConfig(port=0, open_mode=True, max_connections_per_agent=10, max_pending_hellos_per_address=200)
+    try:
+        async with (
+            HubServer(config, broker=RedisBroker(url, settings=RedisSettings(prefix=prefix))) as one,
+            HubServer(config, broker=RedisBroker(url, settings=RedisSettings(prefix=prefix))) as two,
+        ):
+            alone = await hello_at_once(one.url, 60)
+            assert alone.count("Welcome") == 10 and alone.count("ApiError") == 50
+            both = await asyncio.gather(hello_at_once(one.url, 30), hello_at_once(two.url, 30))
+            assert [firsts.count("Welcome") for firsts in both] == [10, 10]
+    finally:
+        drop_prefix(prefix)
+
+
 async def answer_everything(provider: Client, count: int) -> None:
     """A provider that was busy: it reads every request first, then answers them all at once."""
     requests = [await provider.recv() for _ in range(count)]

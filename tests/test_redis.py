@@ -35,7 +35,7 @@ from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 
 from .brokers.recorder import Recorder
-from .helpers import within
+from .helpers import eventually, within
 from .redis_helpers import (
     Client,
     HubProcess,
@@ -120,18 +120,6 @@ def answers(request_id: str) -> Any:
     return lambda frame: frame.get("replyTo") == request_id
 
 
-async def eventually(check: Any, timeout: float = 10.0, every: float = 0.1) -> Any:
-    """Poll ``check`` (sync or async) until it returns something truthy."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = check()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return result
-            await asyncio.sleep(every)
-
-
 # --- the broker on its own -------------------------------------------------------------
 
 
@@ -143,9 +131,9 @@ def test_publication_and_request_frames_pass_untouched() -> None:
         Publication(PublicationType.PROVIDER_UP, connection_id="c-1"),
         Publication(PublicationType.PROVIDER_DOWN, connection_id="c-1"),
     ):
-        encoded = encode_publication(publication)
+        encoded = encode_publication(publication, "node-1", 7)
         assert encoded.endswith(publication.data)
-        assert decode_publication(encoded) == publication
+        assert decode_publication(encoded) == (publication, "node-1", 7)
     assert decode_request(encode_request("agent:ü 1", "id-1", frame)) == ("agent:ü 1", "id-1", frame)
 
 
@@ -340,7 +328,7 @@ async def test_provider_takeover_across_nodes(
     assert registry(redis_url, f"{name}:provider:{agent}") == f"{node_b} {new.connection_id}".encode()
     await app.send(set_not_ready("take-1"))
     forwarded = await new.recv()
-    assert forwarded["id"] == "take-1"
+    assert forwarded["subtopic"] == "SetNotReady" and forwarded["id"].startswith("h-")
     await new.send(answer_for(forwarded))
     await app.recv_until(is_kind("SetAgentState", replyTo="take-1"))
     for client in (app, new):
@@ -354,11 +342,12 @@ async def test_request_timeout_across_nodes(cluster: tuple[HubProcess, HubProces
     provider = await Client.join(hub_b.ws_url, "provider", agent)
     app = await Client.join(hub_a.ws_url, "app", agent)
     await app.send(set_not_ready("slow-1"))
-    assert (await provider.recv())["id"] == "slow-1"  # delivered, and never answered
+    forwarded = await provider.recv()  # delivered, and never answered
+    assert forwarded["subtopic"] == "SetNotReady"
     error, _ = await app.recv_until(is_error(reply_to="slow-1"))
     assert error["data"]["errorType"] == "REQUEST_TIMEOUT"
     # A late answer after the timeout goes nowhere and breaks nothing.
-    await provider.send(answer_for({"id": "slow-1"}))
+    await provider.send(answer_for(forwarded))
     for client in (app, provider):
         await client.close()
 
@@ -387,7 +376,7 @@ async def test_errors_reach_only_the_requester_across_nodes(
     error["replyTo"] = forwarded["id"]
     await provider.send(error)
     got, _ = await requester.recv_until(is_error(reply_to="err-1"))
-    assert got == error
+    assert got == {**error, "replyTo": "err-1"}  # under the requester's own id
     # Then an event to everyone: the agent's channel keeps order, so a bystander
     # that reaches the event without an error before it never got the error.
     await provider.send(sample("seed-SetAgentState.event.json"))
@@ -522,7 +511,8 @@ async def test_redis_cut_and_restored_mid_traffic(redis_url: str, prefix: str, t
         assert (await ask(near, "after-near"))["subtopic"] == "SetAgentState"
         # No client was dropped along the way.
         assert all(client.open for client in clients)
-        assert {"before-near", "during-near-0", "after-far", "after-near"} <= set(answered)
+        # Every request reached the provider once (a backplane that failed mid-write duplicates none).
+        assert len(answered) >= 7 and len(answered) == len(set(answered))
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
     finally:

@@ -20,7 +20,7 @@ import pytest
 from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 from bridge.protocol import Kind
-from bridge.protocol.catalog import MAX_DEPTH, MAX_DETAIL, Catalog, too_deep, within_depth
+from bridge.protocol.catalog import KEYWORD_BUDGET, MAX_DEPTH, MAX_DETAIL, Catalog, too_deep, within_depth
 from bridge.protocol.tokens import TokenError, verify_token
 
 from .conftest import SECRET
@@ -102,6 +102,31 @@ def test_a_bad_item_behind_thousands_of_good_ones_is_still_explained(catalog: Ca
     assert verdict.problem == "schema"
     assert len(verdict.detail) <= MAX_DETAIL and DETAIL.match(verdict.detail)
     assert verdict.detail.startswith("$.message.rules")
+
+
+def test_the_reference_validators_work_does_not_grow_with_the_frame(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Explaining costs at most a fixed number of schema steps in Python, whatever the
+    frame holds (the rest is the compiled validator's), so refusing stays cheap."""
+    spec = catalog.spec(SET_AGENT_STATE, "event")
+    assert spec is not None
+    validator = type(spec.reference)
+    real = validator.descend
+    steps = [0]
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        steps[0] += 1
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(validator, "descend", counted)
+    spent = []
+    for good in (10, 400, 3999):
+        steps[0] = 0
+        catalog.check(with_bad_buttons(1, valid_first=good), SET_AGENT_STATE, "provider")
+        spent.append(steps[0])
+    assert max(spent) <= 2 * KEYWORD_BUDGET, spent
+    assert spent[2] <= spent[1] + KEYWORD_BUDGET // 10, spent  # past the budget it stops growing
 
 
 def test_a_huge_wrong_value_is_not_repeated_in_full(catalog: Catalog) -> None:

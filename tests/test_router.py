@@ -18,9 +18,11 @@ from bridge.hub.core.outputs import (
     Attach,
     Claim,
     Close,
+    Deadline,
     Deliver,
     Detach,
     Follow,
+    Forget,
     Forward,
     Greet,
     Publish,
@@ -103,13 +105,15 @@ def test_hello_with_a_valid_token_joins_the_tokens_agent(router: Router) -> None
     assert isinstance(result, Joined)
     assert (result.peer.connection_id, result.peer.agents, result.peer.role) == ("c-1", ("agent7",), Role.APP)
     # The first connection of an agent makes the node follow it; then it is greeted.
-    assert result.outputs == [Follow("agent7"), Greet("c-1", ("agent7",))]
+    # The first connection of an agent makes the node follow it; then it is greeted, and its
+    # token's expiry becomes a deadline.
+    assert result.outputs == [Follow("agent7"), Greet("c-1", ("agent7",)), Deadline()]
 
 
 def test_a_second_connection_of_the_agent_waits_for_the_same_follow(router: Router) -> None:
     join(router, "c-1", "app")
     result = router.hello("c-2", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
-    assert isinstance(result, Joined) and result.outputs == [Greet("c-2", ("agent1",))]
+    assert isinstance(result, Joined) and result.outputs == [Greet("c-2", ("agent1",)), Deadline()]
 
 
 @pytest.mark.parametrize(
@@ -208,7 +212,7 @@ def test_what_a_provider_is_owed_is_bounded(catalog: Catalog, clock: Clock) -> N
     provider = join(router, "c-p", "provider")
     for n in range(50):
         router.request("agent1", f"r-{n}", sample_text("Mute.request.json").encode())
-    assert provider.owed is not None and list(provider.owed) == [f"r-{n}" for n in range(45, 50)]
+    assert provider.delivered is not None and list(provider.delivered) == [f"r-{n}" for n in range(45, 50)]
 
 
 def test_a_provider_is_welcomed_and_claims_the_agent(router: Router) -> None:
@@ -221,7 +225,7 @@ def test_a_provider_is_welcomed_and_claims_the_agent(router: Router) -> None:
 def test_a_newer_provider_on_this_node_replaces_the_older_at_once(router: Router, provider: Peer) -> None:
     result = router.hello("c-p2", hello("provider", token=issue_token(SECRET, agent="agent1", role="provider")))
     assert isinstance(result, Joined)
-    replaced, close, greet = result.outputs
+    replaced, close, greet, _ = result.outputs
     assert isinstance(replaced, Send) and replaced.connection_id == "c-prov"
     assert orjson.loads(replaced.data)["message"] == {"connectionId": "c-p2"}
     assert close == Close("c-prov", CloseCode.REPLACED, "replaced by a newer provider")
@@ -249,34 +253,48 @@ def test_a_request_without_id_is_forwarded_with_one_added(router: Router, app: P
     assert ("agent1", "h-0") in router.pending
 
 
-def test_a_request_with_id_is_forwarded_byte_for_byte(router: Router, app: Peer) -> None:
+def test_a_request_with_its_own_id_is_forwarded_under_a_bus_id(router: Router, app: Peer) -> None:
     text = sample_text("Mute.request.json")
     [out] = router.receive(app, text)
-    assert isinstance(out, Forward) and out.data == text.encode() and out.request_id == "req-17"
+    assert isinstance(out, Forward) and out.request_id == "h-0"
+    assert orjson.loads(out.data) == {**orjson.loads(text), "id": "h-0"}
 
 
 def test_a_request_no_provider_takes_fails_at_once(router: Router, app: Peer) -> None:
     router.receive(app, sample_text("Mute.request.json"))
-    [failure] = router.forwarded("agent1", "req-17", None)
-    assert error_of(failure)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+    [failure] = router.forwarded("agent1", "h-0", None)
+    err = error_of(failure)
+    assert err["data"]["errorType"] == "PROVIDER_UNAVAILABLE" and err["replyTo"] == "req-17"
     assert len(router.pending) == 0
 
 
-def test_an_id_already_in_flight_for_the_agent_is_refused(router: Router, app: Peer) -> None:
+def test_ids_are_a_per_connection_matter(router: Router, app: Peer) -> None:
     text = sample_text("Mute.request.json")
     router.receive(app, text)
-    other = join(router, "c-2", "app")
-    err = error_of(router.receive(other, text)[0])
+    # The same connection may not reuse an id still in flight...
+    err = error_of(router.receive(app, text)[0])
     assert err["data"]["errorType"] == "DUPLICATE_REQUEST_ID" and err["replyTo"] == "req-17"
-    # Another agent may use the same id.
-    [out] = router.receive(join(router, "c-3", "app", agent="agent2"), text)
-    assert isinstance(out, Forward)
+    # ...but another app of the agent may pick the same one: it cannot pre-claim the first's.
+    [out] = router.receive(join(router, "c-2", "app"), text)
+    assert isinstance(out, Forward) and out.request_id == "h-1"
+    # Once answered, the id is free again.
+    router.event("agent1", orjson.dumps(seed_event("h-0")), "h-0")
+    assert isinstance(router.receive(app, text)[0], Forward)
 
 
 def test_set_agent_state_is_published_and_retained_as_its_schema_declares(router: Router, provider: Peer) -> None:
     text = sample_text("seed-SetAgentState.event.json")
     [out] = router.receive(provider, text)
-    assert out == Publish("agent1", text.encode(), None, RetainDecision(STATE, keep=True))
+    assert out == Publish("agent1", orjson.dumps(orjson.loads(text)), None, RetainDecision(STATE, keep=True))
+
+
+def test_what_moves_on_is_what_was_validated(router: Router, provider: Peer) -> None:
+    """A key twice: the schema saw the last value (orjson keeps it); apps get that value only."""
+    text = sample_text("seed-SetAgentState.event.json")
+    doubled = text.replace('"message"', '"message": {"evil": true}, "message"', 1)
+    [out] = router.receive(provider, doubled)
+    assert isinstance(out, Publish) and b"evil" not in out.data
+    assert orjson.loads(out.data) == orjson.loads(text)
 
 
 def test_other_events_are_published_not_retained(router: Router, provider: Peer) -> None:
@@ -289,7 +307,7 @@ def test_other_events_are_published_not_retained(router: Router, provider: Peer)
 def test_a_provider_error_goes_to_the_requester_only(router: Router, provider: Peer) -> None:
     text = sample_text("ApiError.error.json")
     [out] = router.receive(provider, text)
-    assert out == Answer("agent1", "req-18", text.encode())
+    assert out == Answer("agent1", "req-18", orjson.dumps(orjson.loads(text)))
 
 
 def test_a_provider_error_answering_nothing_is_dropped(router: Router, provider: Peer) -> None:
@@ -345,17 +363,21 @@ def test_a_binary_frame_is_refused_then_closed(router: Router, app: Peer) -> Non
 
 def test_an_answering_event_settles_its_request_and_reaches_the_apps(router: Router, app: Peer) -> None:
     router.receive(app, sample_text("Mute.request.json"))
-    data = orjson.dumps(seed_event("req-17"))
-    assert router.event("agent1", data, "req-17") == [Deliver("agent1", data)]
+    data = orjson.dumps(seed_event("h-0"))
+    # The requester gets the answer under its own id; the other apps under the bus id.
+    assert router.event("agent1", data, "h-0") == [
+        Deliver("agent1", data, skip="c-app"),
+        Send("c-app", orjson.dumps(seed_event("req-17"))),
+    ]
     assert len(router.pending) == 0
 
 
 def test_a_provider_error_reaches_its_requester_only(router: Router, app: Peer) -> None:
     router.receive(app, sample_text("Mute.request.json"))
-    data = sample_text("ApiError.error.json").replace("req-18", "req-17").encode()
-    [out] = router.error("agent1", "req-17", data)
-    assert out == Send("c-app", data, "AGENT_STATE_NOT_FOUND")
-    assert router.error("agent1", "req-17", data) == []  # answered once
+    error = orjson.loads(sample_text("ApiError.error.json"))
+    [out] = router.error("agent1", "h-0", orjson.dumps({**error, "replyTo": "h-0"}))
+    assert out == Send("c-app", orjson.dumps({**error, "replyTo": "req-17"}), "AGENT_STATE_NOT_FOUND")
+    assert router.error("agent1", "h-0", orjson.dumps(error)) == []  # answered once
 
 
 def test_a_request_for_a_provider_that_just_left_is_answered_on_the_bus(router: Router) -> None:
@@ -371,7 +393,7 @@ def test_a_request_for_our_provider_is_sent_to_it(router: Router, provider: Peer
 
 def test_a_vanished_provider_fails_what_was_handed_to_it(router: Router, app: Peer) -> None:
     router.receive(app, sample_text("Mute.request.json"))
-    router.forwarded("agent1", "req-17", "c-prov")
+    router.forwarded("agent1", "h-0", "c-prov")
     outputs = router.provider_changed("agent1", ProviderPublication("c-prov", up=True))
     assert not [o for o in outputs if isinstance(o, Send)]  # the same provider: nothing lost
     outputs = router.provider_changed("agent1", ProviderPublication("c-prov", up=False))
@@ -402,7 +424,7 @@ def test_requests_time_out_on_the_clock(router: Router, clock: Clock, app: Peer)
 
 def test_an_answered_request_does_not_time_out(router: Router, clock: Clock, app: Peer) -> None:
     router.receive(app, sample_text("Mute.request.json"))
-    router.event("agent1", orjson.dumps(seed_event("req-17")), "req-17")
+    router.event("agent1", orjson.dumps(seed_event("h-0")), "h-0")
     clock.now += 60
     assert router.timeouts() == []
 
@@ -424,7 +446,8 @@ CALL_EVENT = {
     "x-bridge": {
         "shape": "event",
         "senders": ["provider"],
-        "retain": {"key": "/message/call/id", "dropWhen": {"/message/call/event": ["Dropped"]}},
+        "retain": {"key": "/message/call/id", "dropWhen": {"/message/call/event": ["Dropped"]},
+                   "resetOnProviderJoin": True},
     },
     "type": "object",
     "properties": {
@@ -482,6 +505,17 @@ def test_keyed_retention_keeps_one_frame_per_key_and_drops_it_when_the_schema_sa
     assert other.retain == RetainDecision("Test/Call/CallChanged#c2", keep=True)  # type: ignore[union-attr]
 
 
+def test_a_joining_provider_resets_what_its_kind_declares_before_its_welcome(extended: Catalog, clock: Clock) -> None:
+    """Calls retained from before are forgotten when a provider joins; the agent's state is kept."""
+    router = make_router(extended, clock)
+    router.hello("c-p", hello("provider", token=issue_token(SECRET, agent="agent1", role="provider")))
+    retained = [orjson.dumps(seed_event()), call("c1", "connected"), call("c2", "hold")]
+    forget, welcome, claim = router.greet("c-p", {"agent1": Snapshot(False, retained)})
+    assert forget == Forget("agent1", ("Test/Call/CallChanged#c1", "Test/Call/CallChanged#c2"))
+    assert isinstance(welcome, Send) and orjson.loads(welcome.data)["subtopic"] == "Welcome"
+    assert claim == Claim("agent1", "c-p")
+
+
 def test_replay_sends_one_per_kind_state_before_keyed_frames(extended: Catalog, clock: Clock) -> None:
     router = make_router(extended, clock)
     router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
@@ -508,3 +542,105 @@ def extended_kind(subtopic: str) -> Any:
     from bridge.protocol import Kind
 
     return Kind("Test", "Call", subtopic)
+
+
+# --- late backplane replies, tokens ------------------------------------------------------------
+
+
+def test_a_request_delivered_twice_reaches_the_provider_once(router: Router, provider: Peer) -> None:
+    """A backplane whose reply came late may hand the same request over twice."""
+    data = sample_text("Mute.request.json").encode()
+    assert router.request("agent1", "h-9", data) == [Send("c-prov", data)]
+    assert router.request("agent1", "h-9", data) == []
+
+
+def test_an_unconfirmed_routing_waits_for_the_answer(router: Router, clock: Clock, app: Peer) -> None:
+    router.receive(app, sample_text("Mute.request.json"))
+    assert router.forwarded("agent1", "h-0", "") == []  # the broker could not tell: no error yet
+    [out] = router.event("agent1", orjson.dumps(seed_event("h-0")), "h-0")[1:]
+    assert orjson.loads(out.data)["replyTo"] == "req-17"  # type: ignore[union-attr]
+
+
+def test_a_request_routed_to_a_provider_that_left_meanwhile_fails(router: Router, app: Peer) -> None:
+    router.provider_changed("agent1", ProviderPublication("c-far", up=True))
+    router.receive(app, sample_text("Mute.request.json"))
+    # The provider leaves while the routing is under way: nothing to fail yet...
+    outputs = router.provider_changed("agent1", ProviderPublication("c-far", up=False))
+    assert not [o for o in outputs if isinstance(o, Send)]
+    # ...then the routing says where it went: to the one that left.
+    [failure] = router.forwarded("agent1", "h-0", "c-far")
+    assert error_of(failure)["data"]["errorType"] == "PROVIDER_UNAVAILABLE"
+
+
+def test_the_same_provider_status_said_twice_is_passed_on_once(router: Router, app: Peer) -> None:
+    up = ProviderPublication("c-far", up=True)
+    assert [type(o) for o in router.provider_changed("agent1", up)] == [Deliver]
+    assert router.provider_changed("agent1", up) == []  # a re-claim, a late reply
+    down = ProviderPublication("c-far", up=False)
+    assert [type(o) for o in router.provider_changed("agent1", down)] == [Deliver]
+    assert router.provider_changed("agent1", down) == []
+    # A replaced provider's departure after its successor arrived changes nothing.
+    router.provider_changed("agent1", ProviderPublication("c-new", up=True))
+    assert router.provider_changed("agent1", ProviderPublication("c-old", up=False)) == []
+
+
+def token_router(catalog: Catalog, clock: Clock, wall: list[float]) -> Router:
+    ids = iter(f"h-{n}" for n in range(1000))
+    return Router(catalog, secret=SECRET, clock=clock, wall_clock=lambda: wall[0], request_ids=lambda: next(ids))
+
+
+def test_a_connection_ends_with_its_token(catalog: Catalog, clock: Clock) -> None:
+    import time
+
+    wall = [time.time()]
+    router = token_router(catalog, clock, wall)
+    token = issue_token(SECRET, agent="agent1", role="app", ttl=60)
+    router.hello("c-1", hello("app", token=token))
+    expires_at = wall[0] + 60
+    deadline = router.next_deadline()
+    assert deadline is not None and abs(deadline - (clock.now + expires_at // 1 - wall[0])) <= 1
+    clock.now = deadline - 0.01
+    assert router.timeouts() == []
+    clock.now = deadline
+    err, close = router.timeouts()
+    assert error_of(err)["data"]["errorType"] == "NOT_AUTHENTICATED"
+    assert close == Close("c-1", CloseCode.TOKEN_EXPIRED, "token expired", cause="token_expired")
+
+
+def test_a_fresh_token_moves_the_end(catalog: Catalog, clock: Clock) -> None:
+    import time
+
+    wall = [time.time()]
+    router = token_router(catalog, clock, wall)
+    result = router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app", ttl=60)))
+    assert isinstance(result, Joined)
+    peer = result.peer
+    first = router.next_deadline()
+
+    def refresh(token: str) -> list[Any]:
+        frame = {"channel": "Bridge", "topic": "Session", "subtopic": "Refresh", "source": "t", "id": "r1",
+                 "data": {"token": token}}
+        return router.receive(peer, orjson.dumps(frame))
+
+    # Another agent's or role's token, or a bad one, is refused; the current one still applies.
+    for bad in (issue_token(SECRET, agent="agent2", role="app"), issue_token(SECRET, agent="agent1", role="provider"),
+                issue_token("another-secret-of-at-least-32-bytes!!", agent="agent1", role="app"), "x.y.z"):
+        err = error_of(refresh(bad)[0])
+        assert err["data"]["errorType"] == "NOT_AUTHENTICATED" and err["replyTo"] == "r1"
+    assert router.next_deadline() == first
+    sent, deadline = refresh(issue_token(SECRET, agent="agent1", role="app", ttl=3600))
+    answer = orjson.loads(sent.data)
+    assert answer["subtopic"] == "Refreshed" and answer["replyTo"] == "r1"
+    assert answer["message"]["expiresAt"].endswith("Z") and deadline == Deadline()
+    later = router.next_deadline()
+    assert first is not None and later is not None and later > first + 3000
+    clock.now = first + 1
+    assert router.timeouts() == []  # the old expiry no longer closes it
+
+
+def test_an_open_hub_has_no_token_to_refresh(catalog: Catalog, clock: Clock) -> None:
+    router = Router(catalog, secret=None, open_mode=True, clock=clock)
+    result = router.hello("c-1", hello("app", agent="agent1"))
+    assert isinstance(result, Joined) and result.peer.expires is None
+    frame = {"channel": "Bridge", "topic": "Session", "subtopic": "Refresh", "source": "t", "data": {"token": "x"}}
+    assert error_of(router.receive(result.peer, orjson.dumps(frame))[0])["data"]["errorType"] == "FORBIDDEN"

@@ -13,6 +13,7 @@ import pytest
 from bridge.client import (
     AgentStateNotFound,
     BridgeClient,
+    Calls,
     ConnectionState,
     Envelope,
     MuteFailed,
@@ -30,6 +31,7 @@ from bridge.sim.virtual_agent import VirtualAgent, agent_of_token
 from .helpers import FAST, within
 
 SET_AGENT_STATE = "Amazon/Agent/SetAgentState"
+INBOUND_CALL = "Amazon/InboundCall/InboundCallStateChange"
 CATALOG = Catalog.load()
 T = TypeVar("T")
 
@@ -184,14 +186,22 @@ async def test_changes_during_a_call_are_queued(app: Watcher, va: VirtualAgent) 
 
 
 async def test_scheduled_calls(hub: HubServer) -> None:
+    # A call rings; once answered, the customer hangs up and after-call work ends by itself.
     async with (
-        VirtualAgent(hub.url, agent="agent2", call_every=0.01, call_length=0.01, **FAST),
+        VirtualAgent(
+            hub.url, agent="agent2", call_every=0.01, call_length=0.01, acw_timeout=0.01, **FAST
+        ),
         BridgeClient(hub.url, agent="agent2", **FAST) as bus,
     ):
         watcher = Watcher(bus)
+        ringing = await within(
+            bus.wait_for(INBOUND_CALL, lambda e: e["message"]["call"]["event"] == "connecting")
+        )
+        await within(Calls(bus).answer(ringing["message"]["call"]["id"]))
         seen: list[str] = []
-        while seen[-2:] != ["Busy", "Available"]:
+        while seen[-3:] != ["Busy", "AfterCallWork", "Available"]:
             seen.append((await watcher.state())["event"])
+        assert "PendingBusy" in seen  # while it rang
         watcher.check_all()
 
 

@@ -45,7 +45,11 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
+
+
+#: What :meth:`Broker.send_request` returns when the request may or may not have been delivered.
+UNCONFIRMED: Final = ""
 
 
 class PublicationType(StrEnum):
@@ -273,8 +277,12 @@ class Broker(abc.ABC):
     async def send_request(self, agent: str, request_id: str, data: bytes) -> str | None:
         """Deliver a request to the node holding the agent's provider (its :meth:`BrokerHandler.on_request`).
 
-        Returns the connection id it was routed to, or ``None`` when there is
-        no provider (then nothing is delivered). Looking up the holder and
+        Returns the connection id it was routed to, ``None`` when there is
+        no provider (then nothing is delivered), or :data:`UNCONFIRMED` when
+        the backplane may or may not have delivered it (its reply came too
+        late): the requester then waits for the answer or the deadline, since
+        failing it at once would be wrong if the provider carries it out.
+        Looking up the holder and
         delivering to its node are one step, at most once, ordered after this
         node's earlier publications. A holder whose node no longer listens
         (it died) counts as none: the broker drops its entry and announces

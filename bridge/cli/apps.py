@@ -37,6 +37,13 @@ from typing import IO, Any, Final, NamedTuple, TypeVar
 import click
 import orjson
 
+from bridge.cli.describe import (
+    EVENT_WORDS,
+    describe_call,
+    describe_quick_connect,
+    format_duration,
+    parse_time,
+)
 from bridge.cli.options import config_option
 from bridge.client import (
     BridgeClient,
@@ -53,6 +60,7 @@ from bridge.hub.config import DEFAULTS, HubConfig
 from bridge.hub.http import WS_PATH
 from bridge.protocol import Kind
 from bridge.sim.agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
+from bridge.sim.contacts import CALL_ERRORS, DEFAULT_CALLER, DEFAULT_QUICK_CONNECTS, QuickConnect, is_e164
 
 #: The hub ``serve`` starts with no options.
 DEFAULT_URL: Final = f"ws://{DEFAULTS.host}:{DEFAULTS.port}{WS_PATH}"
@@ -291,23 +299,6 @@ def send(
 # ----- listen ----------------------------------------------------------------------------
 
 
-def parse_time(text: Any) -> datetime | None:
-    """Read an ISO-8601 UTC timestamp as the protocol writes it, or None."""
-    if not isinstance(text, str):
-        return None
-    with contextlib.suppress(ValueError):
-        return datetime.fromisoformat(text)
-    return None
-
-
-def format_duration(seconds: float) -> str:
-    """``83`` -> ``1:23``; ``3723`` -> ``1:02:03``."""
-    whole = max(0, int(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 def describe_state(envelope: dict[str, Any] | None, now: datetime) -> str:
     """``Break (not_routable) · 1:23 in state · muted: no`` from a SetAgentState event."""
     if envelope is None:
@@ -317,12 +308,17 @@ def describe_state(envelope: dict[str, Any] | None, now: datetime) -> str:
     since = parse_time(data.get("stateChangeTime"))
     in_state = format_duration((now - since).total_seconds()) if since else "?"
     muted = "yes" if data.get("muted") else "no"
-    return f"{message.get('event', '?')} ({data.get('type', '?')}) · {in_state} in state · muted: {muted}"
+    queued = data.get("nextState")
+    next_state = f" · next: {queued.get('name')}" if isinstance(queued, dict) else ""
+    return (
+        f"{message.get('event', '?')} ({data.get('type', '?')}) · {in_state} in state · muted: {muted}{next_state}"
+    )
 
 
 def describe_event(envelope: dict[str, Any], now: datetime) -> str:
     """One readable line for an event (the ``--pretty`` log)."""
     kind = envelope.get("subtopic", "?")
+    topic = envelope.get("topic")
     message = envelope.get("message")
     tags = "".join(
         [
@@ -330,7 +326,9 @@ def describe_event(envelope: dict[str, Any], now: datetime) -> str:
             f" ← {str(envelope['replyTo'])[:8]}" if "replyTo" in envelope else "",
         ]
     )
-    if kind == "SetAgentState":
+    if topic == "InboundCall" and isinstance(message, dict):
+        body = describe_call_message(kind, message, now)
+    elif kind == "SetAgentState":
         body = describe_state(envelope, now)
     elif kind == "ProviderStatus" and isinstance(message, dict):
         body = "provider " + ("connected" if message.get("connected") else "gone")
@@ -344,22 +342,49 @@ def describe_event(envelope: dict[str, Any], now: datetime) -> str:
     return f"{now.astimezone().strftime('%H:%M:%S')}  {kind}{tags}: {body}"
 
 
+def describe_call_message(kind: str, message: dict[str, Any], now: datetime) -> str:
+    """The ``InboundCall`` events: one contact, the live ones, or the quick connects."""
+    if kind == "InboundCallStateChange" and isinstance(message.get("call"), dict):
+        return describe_call(message["call"], now)
+    if kind == "StateSync" and isinstance(message.get("calls"), list):
+        calls = [describe_call(c, now) for c in message["calls"] if isinstance(c, dict)]
+        return f"{len(calls)} live call(s)" + "".join(f"\n    {line}" for line in calls)
+    if kind == "GetQuickConnects" and isinstance(message.get("endpoints"), list):
+        return "quick connects: " + "; ".join(
+            describe_quick_connect(e) for e in message["endpoints"] if isinstance(e, dict)
+        )
+    return orjson.dumps(message).decode()
+
+
 class PrettyView:
     """The ``listen --pretty`` screen: a log of events and, on a terminal, a status
-    line (agent, state, time in state, muted, provider) redrawn every second."""
+    line (agent, state, time in state, muted, provider, live calls) redrawn every second."""
 
     def __init__(self, out: IO[str], bus: BridgeClient, live: bool) -> None:
         self.out = out
         self.bus = bus
         self.live = live
+        #: The live calls by contact id, from the call events seen (gone at Dropped).
+        self.calls: dict[str, dict[str, Any]] = {}
 
     def status(self, now: datetime) -> str:
         provider = {True: "up", False: "down", None: "?"}[self.bus.provider_connected]
         connection = "" if self.bus.state is ConnectionState.OPEN else f" · {self.bus.state}"
         state = describe_state(self.bus.last("Amazon/Agent/SetAgentState"), now)
-        return f"{self.bus.agent} ▸ {state} · provider: {provider}{connection}"
+        calls = "".join(
+            f" · {str(call.get('id'))[:8]} {EVENT_WORDS.get(str(call.get('event')), call.get('event'))}"
+            for call in self.calls.values()
+        )
+        return f"{self.bus.agent} ▸ {state} · provider: {provider}{calls}{connection}"
 
     def event(self, envelope: dict[str, Any]) -> None:
+        message = envelope.get("message")
+        call = message.get("call") if isinstance(message, dict) else None
+        if envelope.get("subtopic") == "InboundCallStateChange" and isinstance(call, dict):
+            if call.get("event") == "Dropped":
+                self.calls.pop(str(call.get("id")), None)
+            else:
+                self.calls[str(call.get("id"))] = call
         self.line(describe_event(envelope, datetime.now(UTC)))
 
     def note(self, text: str) -> None:
@@ -481,6 +506,108 @@ def listen(
 
 # ----- virtual-agent ---------------------------------------------------------------------
 
+#: How often the demo rings each Available agent, in seconds: often enough that a newcomer
+#: sees a call within a minute of opening the widget, rarely enough to try each button.
+DEMO_CALL_EVERY: Final = 45.0
+
+
+def _attributes(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str] | None:
+    """``--call-attributes``: a JSON object whose values are strings (contact attributes)."""
+    if value is None:
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+        raise click.BadParameter('must be a JSON object of strings, e.g. {"CustomerId": "C-1"}')
+    return parsed
+
+
+def _caller(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not is_e164(value):
+        raise click.BadParameter(f"{value!r} is not an E.164 number such as +15555550123")
+    return value
+
+
+def _quick_connects(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[QuickConnect, ...]:
+    try:
+        return tuple(QuickConnect.parse(text) for text in value) if value else DEFAULT_QUICK_CONNECTS
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def call_options(
+    *, call_every: float | None, call_length: float | None, ring_timeout: float | None, acw_timeout: float | None
+) -> Callable[[F], F]:
+    """The simulated calls' options (virtual-agent and demo), with each command's defaults.
+
+    The command receives them as keyword arguments named as :class:`VirtualAgent`'s;
+    0 turns a timer off.
+    """
+
+    def seconds(name: str, default: float | None, what: str) -> Callable[[F], F]:
+        shown = "off" if default is None else f"{default:g}"
+        return click.option(
+            name,
+            default=default,
+            type=click.FloatRange(min=0),
+            callback=lambda ctx, param, value: value or None,
+            help=f"{what} (seconds; 0: never; default: {shown}).",
+        )
+
+    options = [
+        seconds("--call-every", call_every, "Ring an inbound call this often while the agent is free and routable"),
+        seconds("--call-length", call_length, "The customer of an answered call hangs up after this long"),
+        seconds("--ring-timeout", ring_timeout, "A ringing call nobody answers is missed after this long"),
+        click.option(
+            "--answer-delay",
+            default=2.0,
+            show_default=True,
+            type=click.FloatRange(min=0),
+            help="Seconds before a dialed customer or a consulted party picks up.",
+        ),
+        seconds("--acw-timeout", acw_timeout, "After-call work nobody clears ends after this long"),
+        click.option(
+            "--caller",
+            default=DEFAULT_CALLER,
+            show_default=True,
+            callback=_caller,
+            help="The customer's number (E.164) on the calls that ring.",
+        ),
+        click.option(
+            "--call-attributes",
+            metavar="JSON",
+            callback=_attributes,
+            help='Contact attributes of the calls that ring, e.g. \'{"CustomerId": "C-20411"}\'.',
+        ),
+        click.option(
+            "--quick-connect",
+            "quick_connects",
+            multiple=True,
+            metavar="NAME=TARGET",
+            callback=_quick_connects,
+            help="A quick connect, TARGET an E.164 number, queue or agent (repeatable; replaces "
+            "the defaults: Billing queue=queue, Front desk=+18005550111, Supervisor=agent).",
+        ),
+        click.option(
+            "--fail",
+            multiple=True,
+            metavar="CALL_KIND",
+            type=click.Choice(list(CALL_ERRORS)),
+            help="Refuse every request of this call kind with its error type, e.g. Hold "
+            "(HOLD_CALL_FAILED) (repeatable).",
+        ),
+    ]
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 
 def load_states(path: Path) -> tuple[AgentState, ...]:
     """Agent states from a ``.json`` or ``.toml`` file (see :func:`states_from_config`)."""
@@ -540,19 +667,8 @@ def build_model(
 @click.option(
     "--fail-updates", is_flag=True, help="Refuse every state change with UPDATE_AGENT_STATE_FAILED."
 )
-@click.option("--on-call", is_flag=True, help="Start on a simulated call.")
-@click.option(
-    "--call-every",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Take a simulated call this many seconds after becoming free and routable.",
-)
-@click.option(
-    "--call-length",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds each scheduled call lasts.",
-)
+@click.option("--on-call", is_flag=True, help="Start on an answered inbound call.")
+@call_options(call_every=None, call_length=30.0, ring_timeout=20.0, acw_timeout=None)
 @click.option("--quiet", "-q", is_flag=True, help="Do not log each request on stderr.")
 @click.option(
     "--source", default="virtual-agent", show_default=True, help="This provider's name on the bus."
@@ -561,54 +677,55 @@ def build_model(
 @click.pass_context
 def virtual_agent(
     ctx: click.Context,
+    /,
     states: tuple[str, ...],
     states_file: Path | None,
     initial_state: str | None,
     name: str | None,
     fail_updates: bool,
     on_call: bool,
-    call_every: float | None,
-    call_length: float,
     quiet: bool,
     source: str,
     url: str,
     token: str | None,
     agent: str | None,
+    **calling: Any,
 ) -> None:
     """Act as a logged-in Amazon Connect agent: the provider for one agent, no AWS needed.
 
-    Answers every v1 request, publishes SetAgentState on connect and on every
-    change, and reconnects when the hub restarts. Send it SIGUSR1 to start or
-    end a simulated call.
+    Answers every request (agent states and calls), publishes SetAgentState
+    and its live calls on connect and every change, and reconnects when the
+    hub restarts. Send it SIGUSR1 to ring an inbound call (from --caller,
+    with --call-attributes); docs/calls.md describes the simulated calls.
 
     \b
       connect-bridge virtual-agent --agent agent1
       connect-bridge virtual-agent --token "$PROVIDER_TOKEN" --call-every 60 --call-length 20
+      kill -USR1 <pid>    # rings
     """
     from bridge.sim.virtual_agent import VirtualAgent
 
     who = credentials(ctx, token, agent)
     login = who.agent if who.agent is not None else token_agent(who.token or "")
     model = build_model(login, states, states_file, initial_state, name, fail_updates)
-    if on_call:
-        model.start_call()
 
     async def main() -> int:
         va = VirtualAgent(
             url,
             model=model,
             source=source,
-            call_every=call_every,
-            call_length=call_length,
             retry_first_connect=True,
             token=who.token,
             agent=who.agent,
+            **calling,
         )
+        if on_call:
+            va.calls.start_answered(va.caller, va.call_attributes)  # published once connected
         if not quiet:
             _log_virtual_agent(va, url)
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGUSR1 on Windows
-            loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(va.toggle_call()))
+            loop.add_signal_handler(signal.SIGUSR1, lambda: asyncio.ensure_future(va.ring()))
         await va.start()
         try:
             await va.wait_closed()
@@ -651,25 +768,18 @@ def _log_virtual_agent(va: Any, url: str) -> None:
     type=click.IntRange(1, 100),
     help="How many virtual agents (agent1, agent2, ...).",
 )
-@click.option(
-    "--call-every",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Let the virtual agents take simulated calls this often (seconds).",
-)
-@click.option(
-    "--call-length", default=20.0, show_default=True, type=click.FloatRange(min=0, min_open=True)
-)
-def demo(port: int, agents: int, call_every: float | None, call_length: float) -> None:
+@call_options(call_every=DEMO_CALL_EVERY, call_length=20.0, ring_timeout=20.0, acw_timeout=10.0)
+def demo(port: int, agents: int, **calling: Any) -> None:
     """Run a complete local bus: an open hub on loopback, virtual agents, and the pages.
 
-    Nothing needs Amazon Connect: the agents are simulated. Ctrl-C stops it.
+    Nothing needs Amazon Connect: the agents are simulated, and a call rings
+    for each of them every --call-every seconds while it is Available (0:
+    never). Ctrl-C stops it.
     """
-    run_async(run_demo(port, agents, call_every, call_length, sys.stdout))
+    run_async(run_demo(port, agents, sys.stdout, **calling))
 
 
-async def run_demo(
-    port: int, agents: int, call_every: float | None, call_length: float, out: IO[str]
-) -> int:
+async def run_demo(port: int, agents: int, out: IO[str], **calling: Any) -> int:
     """The demo: hub plus agents until cancelled, then a clean shutdown."""
     from bridge.hub.server import HubServer
     from bridge.sim.virtual_agent import VirtualAgent
@@ -683,16 +793,10 @@ async def run_demo(
     started: list[VirtualAgent] = []
     try:
         for number in range(1, agents + 1):
-            va = VirtualAgent(
-                hub.url,
-                agent=f"agent{number}",
-                source="virtual-agent",
-                call_every=call_every,
-                call_length=call_length,
-            )
+            va = VirtualAgent(hub.url, agent=f"agent{number}", source="virtual-agent", **calling)
             await va.start()
             started.append(va)
-        _print_demo(hub.port, hub.http_url, hub.url, agents, _has_pages(hub.static_dir), out)
+        _print_demo(hub.port, hub.http_url, hub.url, agents, _has_pages(hub.static_dir), out, calling.get("call_every"))
         await asyncio.Event().wait()  # until Ctrl-C cancels us
         return EXIT_OK  # pragma: no cover - unreachable
     finally:
@@ -707,7 +811,7 @@ def _has_pages(static_dir: Path | None) -> bool:
 
 
 def _print_demo(
-    port: int, http_url: str, ws_url: str, agents: int, pages: bool, out: IO[str]
+    port: int, http_url: str, ws_url: str, agents: int, pages: bool, out: IO[str], call_every: float | None = None
 ) -> None:
     agent_list = ", ".join(f"agent{n}" for n in range(1, agents + 1))
     free_agent = f"agent{agents + 1}"
@@ -716,6 +820,7 @@ def _print_demo(
         f"  hub        {ws_url}",
         f"  health     {http_url}/healthz",
         f"  agents     {agent_list} (virtual: logged in, Available, off call)",
+        f"  calls      {f'one rings for each Available agent every {call_every:g} s' if call_every else 'off'}",
         "",
     ]
     if pages:
@@ -740,6 +845,8 @@ def _print_demo(
         f"  connect-bridge listen --agent agent1{url_option}",
         f"  connect-bridge send SetNotReady --reason Break --agent agent1{url_option}",
         f"  connect-bridge send SetReady --agent agent1{url_option}",
+        f"  connect-bridge call answer --agent agent1{url_option}     # when a call rings",
+        f"  connect-bridge call dial +15555550100 --agent agent1{url_option}",
         "",
         "Ctrl-C stops the demo.",
     ]

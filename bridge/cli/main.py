@@ -125,10 +125,10 @@ def validate(files: tuple[Path, ...], schema_dirs: tuple[Path, ...]) -> None:
 
 
 def _register_app_commands() -> None:
-    """The client-side commands (send, listen, virtual-agent, demo) live in their own module."""
-    from bridge.cli import apps
+    """The client-side commands (send, listen, virtual-agent, demo, call) live in their own modules."""
+    from bridge.cli import apps, calls
 
-    for command in (apps.send, apps.listen, apps.virtual_agent, apps.demo):
+    for command in (apps.send, apps.listen, apps.virtual_agent, apps.demo, calls.call):
         main.add_command(command)
 
 

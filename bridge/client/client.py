@@ -11,6 +11,13 @@ Apps::
 Providers (``role="provider"``) read :meth:`BridgeClient.requests` and answer
 with :meth:`BridgeClient.publish` or :meth:`BridgeClient.send_error`.
 
+Tokens: give a function as ``token`` and the client calls it before every
+connection, and again before the current token expires, sending the fresh
+one on the open connection (``Bridge/Session/Refresh``): a long-lived
+connection outlives any one token. With a plain string, the hub closes the
+connection when the token expires (4003) and the client stops with
+:class:`NotAuthenticated`.
+
 The client says ``Hello`` on every connection, reconnects by itself with
 exponential backoff and full jitter when the connection drops, and keeps the
 latest event of each kind received on the current connection (the hub
@@ -29,6 +36,7 @@ import contextlib
 import inspect
 import logging
 import random
+import time
 import uuid
 import weakref
 from collections import deque
@@ -36,6 +44,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 from typing import Any, Final, Generic, Self, TypeVar, overload
 
+import jwt
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -43,6 +52,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from bridge.protocol import (
     HELLO,
     PROVIDER_STATUS,
+    REFRESH,
+    REFRESHED,
     REPLACED,
     WELCOME,
     CloseCode,
@@ -61,6 +72,8 @@ __all__ = [
     "AgentStateNotFound",
     "BridgeClient",
     "BridgeError",
+    "CallFailed",
+    "CallNotFound",
     "ClientClosed",
     "ConnectFailed",
     "ConnectionLost",
@@ -164,6 +177,33 @@ class MuteFailed(RequestFailed):
     """MUTE_FAILED: mute needs an active softphone call."""
 
 
+class CallFailed(RequestFailed):
+    """Connect refused a call request: ANSWER_CALL_FAILED, HOLD_CALL_FAILED,
+    TRANSFER_CALL_FAILED and the other call errors of docs/calls.md."""
+
+
+class CallNotFound(CallFailed):
+    """CALL_NOT_FOUND: no such contact or connection, or no ``data`` while the
+    agent has no live contact or more than one."""
+
+
+#: The call-control error types (docs/calls.md), each raised as :class:`CallFailed`.
+CALL_FAILURES: Final = (
+    ErrorType.ANSWER_CALL_FAILED,
+    ErrorType.REJECT_CALL_FAILED,
+    ErrorType.HOLD_CALL_FAILED,
+    ErrorType.RESUME_CALL_FAILED,
+    ErrorType.DISCONNECT_CALL_FAILED,
+    ErrorType.MAKE_CALL_FAILED,
+    ErrorType.SEND_DTMF_FAILED,
+    ErrorType.CLEAR_CONTACT_FAILED,
+    ErrorType.CONSULT_CALL_FAILED,
+    ErrorType.CONFERENCE_CALL_FAILED,
+    ErrorType.SWAP_CALL_FAILED,
+    ErrorType.TRANSFER_CALL_FAILED,
+)
+
+
 class RequestTimeout(BridgeError, TimeoutError):
     """No answer in time: the hub's REQUEST_TIMEOUT, or the client's own timeout.
 
@@ -215,6 +255,8 @@ _ERROR_CLASSES: Final[dict[str, type[BridgeError]]] = {
     ErrorType.AGENT_STATE_NOT_FOUND: AgentStateNotFound,
     ErrorType.UPDATE_AGENT_STATE_FAILED: UpdateAgentStateFailed,
     ErrorType.MUTE_FAILED: MuteFailed,
+    ErrorType.CALL_NOT_FOUND: CallNotFound,
+    **dict.fromkeys(CALL_FAILURES, CallFailed),
 }
 
 
@@ -365,6 +407,26 @@ def backoff_delay(
 StateListener = Callable[["ConnectionState"], None]
 TokenSource = str | Callable[[], str] | Callable[[], Awaitable[str]]
 
+#: Share of a token's remaining life after which the client presents a fresh one.
+REFRESH_AT: Final = 0.8
+#: Seconds between attempts when a refresh fails (the token function, or the hub refused it).
+REFRESH_RETRY: Final = 5.0
+
+
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` of a token, read without checking it (the hub does), or ``None``."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False, "verify_exp": False})
+    except jwt.PyJWTError:
+        return None
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+def refresh_delay(expires_at: float, now: float) -> float:
+    """Seconds to wait before refreshing a token that expires at ``expires_at``."""
+    return max(0.0, (expires_at - now) * REFRESH_AT)
+
 
 # ----- the client ---------------------------------------------------------------------------
 
@@ -452,6 +514,8 @@ class BridgeClient:
         self.close_error: BridgeError | None = None
         #: How many connections have been made (1 after the first, +1 per reconnect).
         self.connections = 0
+        #: When the token of the current connection expires (seconds since the epoch), if known.
+        self.token_expires_at: float | None = None
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -619,8 +683,18 @@ class BridgeClient:
         name, data = _request_arguments(kind, args)
         return await self._request(name, data, timeout)
 
+    async def request_any(self, kind: str | Kind, data: Any = None, *, timeout: float | None = None) -> Envelope:
+        """:meth:`request` for data of any JSON type the kind's schema takes (``None``: no data).
+
+        The call family's ``data`` is often a string (a connection id, a phone
+        number, DTMF digits), which :meth:`request` refuses so that its
+        ``(channel, topic, subtopic)`` form stays unambiguous. Same answers and errors.
+        """
+        name = kind if isinstance(kind, Kind) else Kind.parse(kind)
+        return await self._request(name, data, timeout)
+
     async def _request(
-        self, kind: Kind, data: dict[str, Any] | None, timeout: float | None
+        self, kind: Kind, data: Any, timeout: float | None
     ) -> Envelope:
         request_id = uuid.uuid4().hex
         ws = self._require_open()
@@ -795,10 +869,9 @@ class BridgeClient:
                 "The connection to the bridge was lost.",
             ) from exc
 
-    async def _hello_data(self) -> dict[str, Any]:
-        if self._agent_name is not None:
-            return {"role": str(self.role), "agent": self._agent_name}
+    async def _fresh_token(self) -> str:
         token = self._token
+        assert token is not None
         if callable(token):
             try:
                 produced = token()
@@ -809,7 +882,34 @@ class BridgeClient:
                     f"the token function failed: {exc!r}",
                     "No token to connect to the bridge with.",
                 ) from exc
+        return token
+
+    async def _hello_data(self) -> dict[str, Any]:
+        if self._agent_name is not None:
+            return {"role": str(self.role), "agent": self._agent_name}
+        token = await self._fresh_token()
+        self.token_expires_at = token_expiry(token)
         return {"role": str(self.role), "token": token}
+
+    async def _refresh_tokens(self) -> None:
+        """Present a fresh token before the current one expires, for as long as the connection lives."""
+        while (expires_at := self.token_expires_at) is not None:
+            await asyncio.sleep(refresh_delay(expires_at, time.time()))
+            try:
+                token = await self._fresh_token()
+                fresh = token_expiry(token)
+                if fresh is None or fresh <= expires_at:
+                    raise ConnectFailed(CONNECT_FAILED, "the token function gave no later expiry",
+                                        "No fresh token for the bridge.")
+                await self._request(REFRESH, {"token": token}, None)
+            except BridgeError as exc:
+                log.warning("refreshing the token failed (%s); retrying", exc.error_message)
+                left = expires_at - time.time()
+                if left <= 0:
+                    return  # the hub closes the connection (4003); the reconnect gets a fresh token
+                await asyncio.sleep(min(REFRESH_RETRY, left / 2))
+                continue
+            self.token_expires_at = fresh
 
     async def _open(self) -> ClientConnection:
         """Connect and complete Hello; returns the open connection.
@@ -896,7 +996,16 @@ class BridgeClient:
                     continue
                 self._mark_open(ws)
             opened_at = asyncio.get_running_loop().time()
-            lost = await self._read(ws)
+            refresher = (
+                asyncio.create_task(self._refresh_tokens(), name="bridge-token-refresh")
+                if callable(self._token)
+                else None
+            )
+            try:
+                lost = await self._read(ws)
+            finally:
+                if refresher is not None:
+                    refresher.cancel()
             # No await between here and _fail_pending: a request sees either the
             # open connection or none, never a half-closed one.
             self._ws = None
@@ -969,6 +1078,11 @@ class BridgeClient:
                 log.warning("ignoring request %s sent to an app", kind)
             return
         if kind == WELCOME:
+            return
+        if kind == REFRESHED:  # session control, not an event of the agent
+            pending = self._pending.get(reply_to) if isinstance(reply_to, str) else None
+            if pending is not None and not pending[0].done():
+                pending[0].set_result(envelope)
             return
         if kind == PROVIDER_STATUS and isinstance(envelope["message"], dict):
             self.provider_connected = bool(envelope["message"].get("connected"))

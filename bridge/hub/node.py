@@ -24,9 +24,11 @@ from bridge.hub.core.outputs import (
     Attach,
     Claim,
     Close,
+    Deadline,
     Deliver,
     Detach,
     Follow,
+    Forget,
     Forward,
     Greet,
     Output,
@@ -175,6 +177,12 @@ class Node:
                 failures = self.router.forwarded(request.agent, request.request_id, provider)
                 if failures:
                     await self.run(failures)
+            elif kind is Deadline:
+                self._deadline_added()
+            elif kind is Forget:
+                assert isinstance(output, Forget)
+                for slot in output.slots:
+                    await self.broker.drop_retained(output.agent, slot)
             elif kind in _SUBSCRIPTION_CHANGES:
                 if single:  # else handed over above, before anything was awaited
                     self._subscribe(output)  # type: ignore[arg-type]
@@ -197,7 +205,8 @@ class Node:
         """Carry out a decision that needs no waiting: a socket write, a close, a group change."""
         kind = type(output)
         if kind is Deliver:
-            self._deliver(output.agent, output.data)  # type: ignore[union-attr]
+            assert isinstance(output, Deliver)
+            self._deliver(output.agent, output.data, output.skip)
         elif kind is Send:
             assert isinstance(output, Send)
             transport = self.transports.get(output.connection_id)
@@ -225,13 +234,18 @@ class Node:
                 if not group:
                     del self.groups[output.agent]
 
-    def _deliver(self, agent: str, data: bytes) -> None:
+    def _deliver(self, agent: str, data: bytes, skip: str | None = None) -> None:
         group = self.groups.get(agent)
         if group is None:
             return
-        for transport in group.values():
-            transport.send(data)
-        self.observer.frame_out("event", len(group))
+        if skip is None:
+            for transport in group.values():
+                transport.send(data)
+        else:
+            for connection_id, transport in group.items():
+                if connection_id != skip:
+                    transport.send(data)
+        self.observer.frame_out("event", len(group) - (skip in group))
 
     def _subscribe(self, change: Follow | Unfollow) -> None:
         agent = change.agent
@@ -262,7 +276,10 @@ class Node:
         snapshots: dict[str, Snapshot] = {}
         for agent in greet.agents:
             provider = await self.broker.provider(agent)
-            snapshots[agent] = Snapshot(provider is not None, await self.broker.get_retained(agent))
+            retained = await self.broker.get_retained(agent)
+            snapshots[agent] = Snapshot(
+                provider is not None, retained, provider.connection_id if provider is not None else None
+            )
         # The router's answer is carried out without awaiting in between (Send
         # and Attach never await), so no live event slips between replay and attach.
         await self.run(self.router.greet(greet.connection_id, snapshots))
@@ -297,7 +314,7 @@ class Node:
     def _run_now(self, outputs: list[Output]) -> None:
         """Carry out decisions from a synchronous callback: inline when nothing needs awaiting."""
         if len(outputs) == 1 and type(outputs[0]) is Deliver:  # an event: the hot path
-            self._deliver(outputs[0].agent, outputs[0].data)
+            self._deliver(outputs[0].agent, outputs[0].data, outputs[0].skip)
             return
         for output in outputs:
             if type(output) not in _IMMEDIATE:

@@ -65,7 +65,7 @@ _SENDERS: Final = ("app", "provider", "hub")
 #: Deeper frames are a ``SCHEMA_VIOLATION`` whose rule is ``maxDepth``.
 MAX_DEPTH: Final = 64
 #: Keyword evaluations the reference validator may spend explaining one refused frame.
-KEYWORD_BUDGET: Final = 1000
+KEYWORD_BUDGET: Final = 100
 #: Errors kept from each keyword while explaining (the first ones, lazily).
 ERRORS_PER_KEYWORD: Final = 3
 #: Errors considered by ``best_match`` for one explanation.

@@ -11,18 +11,35 @@ from typing import Final
 from bridge.protocol.kind import Kind
 
 __all__ = [
+    "ANSWER",
+    "CLEAR_CONTACT",
+    "CONFERENCE",
+    "CONSULT",
+    "DISCONNECT",
+    "GET_QUICK_CONNECTS",
     "GET_STATES",
     "HELLO",
+    "HOLD",
     "HUMAN_MESSAGES",
+    "INBOUND_CALL_STATE_CHANGE",
+    "INBOUND_CALL_STATE_SYNC",
     "LOGOUT",
     "MUTE",
     "PROTOCOL_VERSION",
     "PROVIDER_STATUS",
+    "REFRESH",
+    "REFRESHED",
+    "REJECT",
     "REPLACED",
+    "RESUME",
+    "SEND_DTMF",
     "SET_AGENT_STATE",
+    "SET_MAKE_CALL",
     "SET_NOT_READY",
     "SET_READY",
     "STATE_SYNC",
+    "SWAP",
+    "TRANSFER",
     "UNMUTE",
     "WELCOME",
     "CloseCode",
@@ -39,8 +56,25 @@ SET_NOT_READY: Final = Kind("Amazon", "Agent", "SetNotReady")
 SET_READY: Final = Kind("Amazon", "Agent", "SetReady")
 STATE_SYNC: Final = Kind("Amazon", "Agent", "StateSync")
 UNMUTE: Final = Kind("Amazon", "Agent", "Unmute")
+ANSWER: Final = Kind("Amazon", "InboundCall", "Answer")
+CLEAR_CONTACT: Final = Kind("Amazon", "InboundCall", "ClearContact")
+CONFERENCE: Final = Kind("Amazon", "InboundCall", "Conference")
+CONSULT: Final = Kind("Amazon", "InboundCall", "Consult")
+DISCONNECT: Final = Kind("Amazon", "InboundCall", "Disconnect")
+GET_QUICK_CONNECTS: Final = Kind("Amazon", "InboundCall", "GetQuickConnects")
+HOLD: Final = Kind("Amazon", "InboundCall", "Hold")
+INBOUND_CALL_STATE_CHANGE: Final = Kind("Amazon", "InboundCall", "InboundCallStateChange")
+REJECT: Final = Kind("Amazon", "InboundCall", "Reject")
+RESUME: Final = Kind("Amazon", "InboundCall", "Resume")
+SEND_DTMF: Final = Kind("Amazon", "InboundCall", "SendDTMF")
+SET_MAKE_CALL: Final = Kind("Amazon", "InboundCall", "SetMakeCall")
+INBOUND_CALL_STATE_SYNC: Final = Kind("Amazon", "InboundCall", "StateSync")
+SWAP: Final = Kind("Amazon", "InboundCall", "Swap")
+TRANSFER: Final = Kind("Amazon", "InboundCall", "Transfer")
 HELLO: Final = Kind("Bridge", "Session", "Hello")
 PROVIDER_STATUS: Final = Kind("Bridge", "Session", "ProviderStatus")
+REFRESH: Final = Kind("Bridge", "Session", "Refresh")
+REFRESHED: Final = Kind("Bridge", "Session", "Refreshed")
 REPLACED: Final = Kind("Bridge", "Session", "Replaced")
 WELCOME: Final = Kind("Bridge", "Session", "Welcome")
 
@@ -61,6 +95,19 @@ class ErrorType(StrEnum):
     UPDATE_AGENT_STATE_FAILED = "UPDATE_AGENT_STATE_FAILED"
     MUTE_FAILED = "MUTE_FAILED"
     AGENT_STATE_NOT_FOUND = "AGENT_STATE_NOT_FOUND"
+    ANSWER_CALL_FAILED = "ANSWER_CALL_FAILED"
+    CALL_NOT_FOUND = "CALL_NOT_FOUND"
+    CLEAR_CONTACT_FAILED = "CLEAR_CONTACT_FAILED"
+    CONFERENCE_CALL_FAILED = "CONFERENCE_CALL_FAILED"
+    CONSULT_CALL_FAILED = "CONSULT_CALL_FAILED"
+    DISCONNECT_CALL_FAILED = "DISCONNECT_CALL_FAILED"
+    HOLD_CALL_FAILED = "HOLD_CALL_FAILED"
+    REJECT_CALL_FAILED = "REJECT_CALL_FAILED"
+    RESUME_CALL_FAILED = "RESUME_CALL_FAILED"
+    SEND_DTMF_FAILED = "SEND_DTMF_FAILED"
+    MAKE_CALL_FAILED = "MAKE_CALL_FAILED"
+    SWAP_CALL_FAILED = "SWAP_CALL_FAILED"
+    TRANSFER_CALL_FAILED = "TRANSFER_CALL_FAILED"
 
 
 #: The sentence shown to a person for each error type.
@@ -78,6 +125,19 @@ HUMAN_MESSAGES: Final[dict[ErrorType, str]] = {
     ErrorType.UPDATE_AGENT_STATE_FAILED: "The agent state could not be changed.",
     ErrorType.MUTE_FAILED: "Mute could not be changed.",
     ErrorType.AGENT_STATE_NOT_FOUND: "Specified Agent State not found.",
+    ErrorType.ANSWER_CALL_FAILED: "Answering call failed.",
+    ErrorType.CALL_NOT_FOUND: "No such call.",
+    ErrorType.CLEAR_CONTACT_FAILED: "Clearing the contact failed.",
+    ErrorType.CONFERENCE_CALL_FAILED: "Conference call failed.",
+    ErrorType.CONSULT_CALL_FAILED: "Consult call failed.",
+    ErrorType.DISCONNECT_CALL_FAILED: "Disconnecting call failed.",
+    ErrorType.HOLD_CALL_FAILED: "Call hold failed.",
+    ErrorType.REJECT_CALL_FAILED: "Rejecting call failed.",
+    ErrorType.RESUME_CALL_FAILED: "Resuming call failed.",
+    ErrorType.SEND_DTMF_FAILED: "Failed to send DTMF.",
+    ErrorType.MAKE_CALL_FAILED: "Make call failed.",
+    ErrorType.SWAP_CALL_FAILED: "Swapping calls failed.",
+    ErrorType.TRANSFER_CALL_FAILED: "Call transfer failed.",
 }
 
 
@@ -89,4 +149,5 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     MESSAGE_TOO_BIG = 1009
     REPLACED = 4001
+    TOKEN_EXPIRED = 4003
     TOO_SLOW = 4008

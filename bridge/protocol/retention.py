@@ -10,7 +10,10 @@ A kind's ``x-bridge.retain`` is one of:
   per contact id), and the slot is dropped when a frame's value at a
   ``dropWhen`` pointer is one of the listed values (a call at ``Dropped``).
   Both members are optional: ``{"dropWhen": ...}`` alone keeps the latest
-  frame of the kind until a frame matches.
+  frame of the kind until a frame matches. ``"resetOnProviderJoin": true``
+  adds that every slot of the kind is forgotten when a provider joins the
+  agent: the provider republishes what is still live (calls), so nothing that
+  ended while no provider was connected stays retained.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class RetainRule:
     key: tuple[str, ...] | None = None
     #: (pointer, values): a frame whose value at the pointer is listed drops its slot.
     drop_when: tuple[tuple[tuple[str, ...], tuple[Any, ...]], ...] = ()
+    #: Whether every slot of the kind is forgotten when a provider joins the agent.
+    reset_on_provider_join: bool = False
     _constant: RetainDecision | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
@@ -69,8 +74,11 @@ class RetainRule:
         """Build a rule from ``x-bridge.retain``; raise ``ValueError`` saying what is wrong."""
         if value == "latest":
             return cls(label)
-        if not isinstance(value, dict) or not set(value) <= {"key", "dropWhen"}:
-            raise ValueError('retain is "latest" or an object with "key" and/or "dropWhen"')
+        if not isinstance(value, dict) or not set(value) <= {"key", "dropWhen", "resetOnProviderJoin"}:
+            raise ValueError('retain is "latest" or an object with "key", "dropWhen" and/or "resetOnProviderJoin"')
+        reset = value.get("resetOnProviderJoin", False)
+        if not isinstance(reset, bool):
+            raise ValueError("retain.resetOnProviderJoin is true or false")
         key = value.get("key")
         if key is not None and (not isinstance(key, str) or not key.startswith("/")):
             raise ValueError("retain.key must be a JSON pointer such as /message/call/id")
@@ -84,7 +92,7 @@ class RetainRule:
             if any(isinstance(v, (dict, list)) for v in values):
                 raise ValueError("retain.dropWhen values must be strings, numbers, booleans or null")
             rules.append((parse_pointer(pointer), tuple(values)))
-        return cls(label, None if key is None else parse_pointer(key), tuple(rules))
+        return cls(label, None if key is None else parse_pointer(key), tuple(rules), reset)
 
     def __post_init__(self) -> None:
         # The common rule ("latest", nothing dropped) decides the same for every frame.
@@ -119,4 +127,6 @@ class RetainRule:
                 f"`{pointer(p)}` is {' or '.join(f'`{v}`' for v in values)}" for p, values in self.drop_when
             )
             text += f", dropped when {conditions}"
+        if self.reset_on_provider_join:
+            text += "; all forgotten when a provider joins"
         return text

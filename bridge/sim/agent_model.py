@@ -11,11 +11,14 @@ What it mimics (see shared/protocol/streams-notes.md):
 
 * the agent picks one of its configured states (routable, not routable or
   offline);
-* on a call the visible state is the system state ``Busy``; a state change
-  requested meanwhile is queued as the *next state* (Streams'
-  ``enqueueNextState``) and applied when the call ends; a later request
-  replaces the queued one, as in Connect;
-* mute acts only during a call and is cleared when the call ends;
+* on a contact the visible state is a system state (``PendingBusy`` while
+  one rings, ``CallingCustomer`` while dialing out, ``Busy`` in a
+  conversation, ``AfterCallWork``); the contacts themselves are modelled by
+  :mod:`bridge.sim.contacts`, which sets it. A state change requested
+  meanwhile is queued as the *next state* (Streams' ``enqueueNextState``),
+  shown as ``data.nextState`` and applied when the last contact ends; a later
+  request replaces the queued one, as in Connect;
+* mute acts only in a conversation and is cleared when the contact ends;
 * ``rules.ButtonStates`` follow the state.
 """
 
@@ -95,8 +98,14 @@ DEFAULT_STATES: Final = (
     AgentState("Offline", StateType.OFFLINE),
 )
 
-#: The system state Connect shows while the agent is on a contact.
+#: The system state Connect shows while the agent is in a conversation.
 BUSY: Final = AgentState("Busy", StateType.SYSTEM)
+#: While an inbound contact rings for the agent.
+PENDING_BUSY: Final = AgentState("PendingBusy", StateType.SYSTEM)
+#: While the agent dials out and the customer has not answered yet.
+CALLING_CUSTOMER: Final = AgentState("CallingCustomer", StateType.SYSTEM)
+#: After the conversation, until the contact is cleared.
+AFTER_CALL_WORK: Final = AgentState("AfterCallWork", StateType.SYSTEM)
 
 
 def states_from_config(value: Any, where: str = "states") -> tuple[AgentState, ...]:
@@ -230,11 +239,12 @@ class AgentModel:
                     f"initial state {initial_state!r} is not among: {', '.join(names)}"
                 )
             chosen = found
-        #: The state the agent selected; hidden behind ``Busy`` during a call.
+        #: The state the agent selected; hidden behind a system state during a contact.
         self.selected: AgentState = chosen
-        #: A change requested during a call, applied when the call ends.
+        #: A change requested during a contact, applied when the last contact ends.
         self.next_state: AgentState | None = None
-        self.on_call = False
+        #: The system state Connect shows while the agent has a contact (``None``: no contact).
+        self.system: AgentState | None = None
         self.muted = False
         self._since = self._clock()
 
@@ -242,8 +252,23 @@ class AgentModel:
 
     @property
     def state(self) -> AgentState:
-        """The visible state: ``Busy`` on a call, else the selected one."""
-        return BUSY if self.on_call else self.selected
+        """The visible state: the system state during a contact, else the selected one."""
+        return self.system if self.system is not None else self.selected
+
+    @property
+    def on_call(self) -> bool:
+        """Whether the agent has a contact (ringing, dialing, talking or in after-call work)."""
+        return self.system is not None
+
+    @property
+    def in_conversation(self) -> bool:
+        """Whether the agent is talking on a contact: what mute needs."""
+        return self.system == BUSY
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The model's clock (the contacts of :mod:`bridge.sim.contacts` share it)."""
+        return self._clock
 
     @property
     def since(self) -> datetime:
@@ -267,16 +292,17 @@ class AgentModel:
 
         Ready is pointless when already routable; Not Ready stays enabled (in
         Break one may switch to Lunch, as the seed sample shows); mute and
-        unmute exist only on a call, and only the one that changes something is
-        shown; a call cannot be placed while on one or while logged out.
+        unmute exist only in a conversation, and only the one that changes
+        something is shown; a call cannot be placed while on one or while logged out.
         """
         state_type = self.state.type
+        talking = self.in_conversation
         return {
             "NotReady": "Enable",
             "Ready": "Disable" if state_type is StateType.ROUTABLE else "Enable",
             "make_call": "Disable" if self.on_call or state_type is StateType.OFFLINE else "Enable",
-            "mute": "Enable" if self.on_call and not self.muted else "Hide",
-            "unmute": "Enable" if self.on_call and self.muted else "Hide",
+            "mute": "Enable" if talking and not self.muted else "Hide",
+            "unmute": "Enable" if talking and self.muted else "Hide",
         }
 
     def agent_state(self) -> dict[str, Any]:
@@ -310,6 +336,9 @@ class AgentModel:
             data["reasonCode"] = {"id": self.state.name}
         data["stateChangeTime"] = iso_ms(self._since)
         data["type"] = str(self.state.type)
+        if self.next_state is not None:
+            # calls.md: the state Connect will apply when the contact ends, for widgets to show.
+            data["nextState"] = {"name": self.next_state.name, "type": str(self.next_state.type)}
         return data
 
     def set_agent_state(self) -> dict[str, Any]:
@@ -392,8 +421,8 @@ class AgentModel:
         return self._change_to(next(s for s in self.states if s.type is StateType.OFFLINE))
 
     def set_muted(self, muted: bool) -> Outcome:
-        """Mute or unmute; only possible during a call, as with a softphone."""
-        if not self.on_call:
+        """Mute or unmute; only possible in a conversation, as with a softphone."""
+        if not self.in_conversation:
             action = "mute" if muted else "unmute"
             return Failure(
                 ErrorType.MUTE_FAILED,
@@ -409,10 +438,7 @@ class AgentModel:
         """Put the agent on a call (state ``Busy``). False when already on one or logged out."""
         if self.on_call or self.selected.type is StateType.OFFLINE:
             return False
-        self.on_call = True
-        self.muted = False
-        self._since = self._clock()
-        return True
+        return self.set_system(BUSY)
 
     def end_call(self) -> bool:
         """End the call: apply the queued state, if any, else return to the selected one.
@@ -421,10 +447,24 @@ class AgentModel:
         """
         if not self.on_call:
             return False
-        self.on_call = False
-        self.muted = False
-        if self.next_state is not None:
+        return self.set_system(None)
+
+    def set_system(self, state: AgentState | None) -> bool:
+        """Show ``state`` while the agent has contacts, or ``None`` when the last one ended.
+
+        Leaving the system states applies the queued next state; mute is
+        cleared when a contact begins and when the last one ends. True when
+        the visible state changed.
+        """
+        if state == self.system:
+            return False
+        if state is not None and state.type is not StateType.SYSTEM:
+            raise ValueError(f"{state.name!r} is not a system state")
+        if self.system is None or state is None:
+            self.muted = False
+        if state is None and self.next_state is not None:
             self.selected, self.next_state = self.next_state, None
+        self.system = state
         self._since = self._clock()
         return True
 

@@ -1,10 +1,13 @@
 """A provider that behaves like a logged-in Amazon Connect agent, with no AWS account.
 
 :class:`VirtualAgent` connects to the hub as the agent's provider through
-:class:`bridge.client.BridgeClient`, carries out every v1 request with an
-:class:`bridge.agent_model.AgentModel`, and publishes ``SetAgentState`` when it
-connects (and reconnects) and on every change. It can go on simulated calls,
-by hand (:meth:`VirtualAgent.start_call`) or on a schedule.
+:class:`bridge.client.BridgeClient`, carries out every request of the
+``Agent`` topic with an :class:`bridge.sim.agent_model.AgentModel` and of the
+``InboundCall`` topic with a :class:`bridge.sim.contacts.Switchboard`, and
+publishes ``SetAgentState`` and one ``InboundCallStateChange`` per live
+contact when it connects (and reconnects), then every change. Calls ring by
+hand (:meth:`VirtualAgent.ring`, SIGUSR1 in the command) or on a schedule;
+the simulated parties answer, hang up and miss calls on timers.
 
 It exists so that the hub can be tried (``connect-bridge demo``), tested and
 benchmarked without Amazon Connect; the rules it follows live in the model.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Mapping
 from typing import Any, Self
 
 import jwt
@@ -29,7 +32,15 @@ from bridge.client import (
     TokenSource,
 )
 from bridge.protocol import Role, kind_of
-from bridge.sim.agent_model import SET_AGENT_STATE, AgentModel, Answer, StateType
+from bridge.sim.agent_model import SET_AGENT_STATE, AgentModel, Answer, Failure, StateType
+from bridge.sim.contacts import (
+    CALL_REQUESTS,
+    DEFAULT_CALLER,
+    DEFAULT_QUICK_CONNECTS,
+    QuickConnect,
+    Switchboard,
+    Timer,
+)
 
 log = logging.getLogger("bridge.virtual_agent")
 
@@ -50,10 +61,20 @@ def agent_of_token(token: str) -> str:
 class VirtualAgent:
     """A simulated agent desktop: the provider of one agent on the bus.
 
-    ``call_every``: when set, a call starts that many seconds after the agent
-    became free *and routable* (Connect routes calls only to available
-    agents) and lasts ``call_length`` seconds. Extra keyword arguments go to
-    :class:`BridgeClient` (backoff, timeouts).
+    Timing, in seconds (``None``: never):
+
+    * ``call_every``: an inbound call rings that often while the agent is
+      free *and routable* (Connect routes calls only to available agents),
+      from ``caller`` with ``call_attributes``;
+    * ``ring_timeout``: a ringing call nobody answers is ``missed`` after it;
+    * ``call_length``: the customer of an answered call hangs up after it;
+    * ``answer_delay``: a dialed customer (``SetMakeCall``) or a consulted
+      party picks up after it;
+    * ``acw_timeout``: after-call work nobody clears is cleared after it.
+
+    ``fail``: call request subtopics that Connect refuses with their error
+    type (``{"Hold"}``: every Hold fails with HOLD_CALL_FAILED). Extra keyword
+    arguments go to :class:`BridgeClient` (backoff, timeouts).
     """
 
     def __init__(
@@ -65,7 +86,14 @@ class VirtualAgent:
         model: AgentModel | None = None,
         source: str = "virtual-agent",
         call_every: float | None = None,
-        call_length: float = 30.0,
+        call_length: float | None = None,
+        ring_timeout: float | None = None,
+        answer_delay: float | None = 2.0,
+        acw_timeout: float | None = None,
+        caller: str = DEFAULT_CALLER,
+        call_attributes: Mapping[str, str] | None = None,
+        quick_connects: Iterable[QuickConnect] = DEFAULT_QUICK_CONNECTS,
+        fail: Iterable[str] = (),
         **client_options: Any,
     ) -> None:
         if model is None:
@@ -73,8 +101,14 @@ class VirtualAgent:
                 raise ValueError("name the agent (agent=...), give a token string, or give a model")
             model = AgentModel(agent if agent is not None else agent_of_token(str(token)))
         self.model = model
+        self.calls = Switchboard(model, quick_connects=quick_connects, fail=fail)
         self.call_every = call_every
         self.call_length = call_length
+        self.ring_timeout = ring_timeout
+        self.answer_delay = answer_delay
+        self.acw_timeout = acw_timeout
+        self.caller = caller
+        self.call_attributes: dict[str, str] = dict(call_attributes or {})
         self.client = BridgeClient(
             url, token=token, agent=agent, role=Role.PROVIDER, source=source, **client_options
         )
@@ -83,6 +117,13 @@ class VirtualAgent:
         # Model changes and the event that reports them go out together, in order.
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._timers: dict[Timer, asyncio.Task[None]] = {}
+        # A test seam: while cleared, call requests wait here after they arrive, as if
+        # Connect were slow (so that a customer can hang up while a Hold is in flight).
+        self._gate = asyncio.Event()
+        self._gate.set()
+        #: Call requests waiting at the gate (see :meth:`hold_requests`).
+        self.waiting = 0
         self._remove_listener = self.client.add_state_listener(self._on_connection_state)
 
     async def __aenter__(self) -> Self:
@@ -106,7 +147,9 @@ class VirtualAgent:
     async def close(self) -> None:
         """Stop serving and disconnect."""
         self._remove_listener()
-        tasks = list(self._tasks)
+        self._gate.set()
+        tasks = [*self._tasks, *self._timers.values()]
+        self._timers.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -123,23 +166,66 @@ class VirtualAgent:
 
     # ----- calls ---------------------------------------------------------------------
 
-    async def start_call(self) -> bool:
-        """Go on a simulated call (state Busy) and publish it. False if not possible now."""
+    async def ring(self, caller: str | None = None, attributes: Mapping[str, str] | None = None) -> str | None:
+        """An inbound call rings (from ``caller``, default :attr:`caller`, with ``attributes``,
+        default :attr:`call_attributes`); returns its contact id, or None when logged out."""
         async with self._lock:
-            if not self.model.start_call():
+            events = self.calls.ring(
+                caller or self.caller, self.call_attributes if attributes is None else attributes
+            )
+            if events is None:
+                return None
+            contact_id = next(reversed(self.calls.contacts))
+            await self._publish_all(events)
+        log.info("%s: call %s ringing from %s", self.model.login_name, contact_id, caller or self.caller)
+        return contact_id
+
+    async def customer_hangs_up(self, contact_id: str | None = None) -> bool:
+        """The customer of ``contact_id`` (or of the one live contact) hangs up."""
+        async with self._lock:
+            events = self.calls.customer_hangs_up(contact_id)
+            await self._publish_all(events)
+        return bool(events)
+
+    async def third_party_hangs_up(self, contact_id: str | None = None) -> bool:
+        """The consulted party of ``contact_id`` (or of the one live contact) hangs up."""
+        async with self._lock:
+            events = self.calls.third_party_hangs_up(contact_id)
+            await self._publish_all(events)
+        return bool(events)
+
+    async def start_call(self) -> bool:
+        """Go on a simulated call at once: an inbound contact, already answered (state Busy).
+        False if not possible now (already on one, or logged out)."""
+        async with self._lock:
+            if self.model.on_call:
                 return False
-            await self._publish_state()
+            events = self.calls.start_answered(self.caller, self.call_attributes)
+            if events is None:
+                return False
+            await self._publish_all(events)
         log.info("%s: on a call", self.model.login_name)
         return True
 
     async def end_call(self) -> bool:
-        """End the call, apply any queued state, and publish it. False if not on a call."""
+        """End every contact at once (``Dropped``, no after-call work), apply any queued
+        state, and publish it. False if not on a call."""
         async with self._lock:
-            if not self.model.end_call():
+            if not self.model.on_call:
                 return False
-            await self._publish_state()
+            await self._publish_all(self.calls.end_all())
+            if self.model.on_call:  # a call state with no contact (AgentModel.start_call)
+                self.model.end_call()
+                await self._publish_state()
         log.info("%s: call ended, now %s", self.model.login_name, self.model.state.name)
         return True
+
+    def hold_requests(self) -> None:
+        """Make call requests wait after they arrive, until :meth:`release_requests` (tests)."""
+        self._gate.clear()
+
+    def release_requests(self) -> None:
+        self._gate.set()
 
     async def toggle_call(self) -> bool:
         """Start a call when off one, end it when on one; True when something changed."""
@@ -157,6 +243,42 @@ class VirtualAgent:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _publish_all(self, events: list[Answer], reply_to: str | None = None) -> None:
+        """Publish ``events`` in order (the first answers ``reply_to``), then set the timers."""
+        try:
+            for index, answer in enumerate(events):
+                await self.client.publish(answer.kind, answer.message, reply_to=reply_to if index == 0 else None)
+        except ConnectionLost:
+            # Not connected: the current state goes out again when the connection is back.
+            log.debug("call events not published: not connected")
+        self._sync_timers()
+
+    def _sync_timers(self) -> None:
+        """Start the timers the switchboard wants and cancel those it no longer wants."""
+        due = self.calls.timers()
+        for timer in list(self._timers):
+            if timer not in due:
+                self._timers.pop(timer).cancel()
+        for timer in due - set(self._timers):
+            delay = {
+                "ring": self.ring_timeout,
+                "answer": self.answer_delay,
+                "hangup": self.call_length,
+                "acw": self.acw_timeout,
+            }[timer.purpose]
+            if delay is not None:
+                task = asyncio.create_task(self._run_timer(timer, delay), name=f"virtual-agent-{timer.purpose}")
+                self._timers[timer] = task
+
+    async def _run_timer(self, timer: Timer, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self._lock:
+            self._timers.pop(timer, None)
+            events = self.calls.timer_fired(timer)
+            await self._publish_all(events)
+        if events:
+            log.info("%s: %s on call %s", self.model.login_name, timer.purpose, timer.contact_id)
+
     async def _publish_state(self, reply_to: str | None = None) -> None:
         try:
             await self.client.publish(
@@ -172,8 +294,11 @@ class VirtualAgent:
             self._spawn(self._publish_on_connect())
 
     async def _publish_on_connect(self) -> None:
+        # The hub forgets the agent's retained calls when a provider joins: what is
+        # still live is published again at once, after the agent's state (calls.md).
         async with self._lock:
             await self._publish_state()
+            await self._publish_all(self.calls.snapshot())
 
     async def _serve(self) -> None:
         try:
@@ -188,15 +313,25 @@ class VirtualAgent:
             return
         data = incoming.get("data")
         reply_to = incoming.get("id")
-        async with self._lock:
-            outcome = self.model.handle(kind, data if isinstance(data, dict) else None)
+        answer_to = reply_to if isinstance(reply_to, str) else None
+        is_call = kind in CALL_REQUESTS
+        if is_call and not self._gate.is_set():
+            self.waiting += 1
             try:
-                if isinstance(outcome, Answer):
-                    await self.client.publish(
-                        outcome.kind,
-                        outcome.message,
-                        reply_to=reply_to if isinstance(reply_to, str) else None,
-                    )
+                await self._gate.wait()
+            finally:
+                self.waiting -= 1
+        async with self._lock:
+            outcome: Answer | list[Answer] | Failure
+            if is_call:
+                outcome = self.calls.handle(kind, data)
+            else:
+                outcome = self.model.handle(kind, data if isinstance(data, dict) else None)
+            try:
+                if isinstance(outcome, list):
+                    await self._publish_all(outcome, answer_to)
+                elif isinstance(outcome, Answer):
+                    await self.client.publish(outcome.kind, outcome.message, reply_to=answer_to)
                 else:
                     await self.client.send_error(
                         incoming, outcome.error_type, outcome.error_message, msg=outcome.msg
@@ -205,8 +340,10 @@ class VirtualAgent:
                 log.info("%s: could not answer %s: not connected", self.model.login_name, kind)
                 return
         self.handled += 1
+        if isinstance(outcome, list):
+            outcome = outcome[0]
         answer = (
-            outcome.message.get("event", kind.subtopic)
+            _summary(outcome.message, kind.subtopic)
             if isinstance(outcome, Answer)
             else outcome.error_type
         )
@@ -218,6 +355,12 @@ class VirtualAgent:
             await asyncio.sleep(self.call_every)
             if self.model.on_call or self.model.state.type is not StateType.ROUTABLE:
                 continue
-            if await self.start_call():
-                await asyncio.sleep(self.call_length)
-                await self.end_call()
+            await self.ring()
+
+
+def _summary(message: dict[str, Any], default: str) -> str:
+    """What an answer says, for the log: the agent's state or the call's event."""
+    call = message.get("call")
+    if isinstance(call, dict):
+        return f"call {call.get('event')}"
+    return str(message.get("event", default))

@@ -421,3 +421,64 @@ test("a listener that closes the client on open: every listener hears open, then
   assert.equal(states.at(-1).reason, "not this agent");
   assert.equal(bus.state, ConnectionState.CLOSED);
 });
+
+describe("token refresh", () => {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  /** A token-shaped string expiring `seconds` after the mocked now (the hub checks the real ones). */
+  const tokenFor = (expSeconds) => `${part({ alg: "HS256" })}.${part({ sub: "agent1", exp: expSeconds })}.sig`;
+
+  test("a token function's token is refreshed on the open connection before it expires", async (t) => {
+    let exp = 1_000 + 100; // the mocked clock starts at 1,000,000 ms
+    const { bus, fake, tick } = setup(t, { agent: undefined, token: () => tokenFor((exp += 100) - 100) });
+    bus.start();
+    await flush();
+    const socket = fake.last();
+    socket.welcome();
+    tick(79_000); // 80 % of the 100 s left: not yet
+    await flush();
+    assert.equal(socket.sent.length, 1);
+    tick(1_000);
+    await flush();
+    const refresh = socket.sent.at(-1);
+    assert.equal(`${refresh.channel}/${refresh.topic}/${refresh.subtopic}`, "Bridge/Session/Refresh");
+    assert.equal(refresh.data.token, tokenFor(1_200));
+    socket.deliver({ channel: "Bridge", topic: "Session", subtopic: "Refreshed", replyTo: refresh.id,
+      message: { expiresAt: "1970-01-01T00:20:00.000Z" } });
+    await flush();
+    assert.equal(bus.last("Bridge/Session/Refreshed"), null); // session control, not an agent's event
+    // The next one comes at 80 % of the new token's remaining life, on the same connection.
+    tick(96_000);
+    await flush();
+    assert.equal(socket.sent.at(-1).data.token, tokenFor(1_300));
+    assert.equal(fake.sockets.length, 1);
+    assert.equal(bus.connections, 1);
+  });
+
+  test("a refused refresh is tried again while the token lasts", async (t) => {
+    const { bus, fake, tick } = setup(t, { agent: undefined, token: () => tokenFor(Date.now() / 1000 + 100) });
+    bus.start();
+    await flush();
+    const socket = fake.last();
+    socket.welcome();
+    tick(80_000);
+    await flush();
+    const first = socket.sent.at(-1);
+    socket.deliver(errorFrame("NOT_AUTHENTICATED", { replyTo: first.id }));
+    await flush();
+    tick(5_000);
+    await flush();
+    const second = socket.sent.at(-1);
+    assert.equal(second.subtopic, "Refresh");
+    assert.notEqual(second.id, first.id);
+  });
+
+  test("a fixed token is never refreshed", async (t) => {
+    const { bus, fake, tick } = setup(t, { agent: undefined, token: tokenFor(1_010) });
+    bus.start();
+    await flush();
+    fake.last().welcome();
+    tick(20_000);
+    await flush();
+    assert.equal(fake.last().sent.length, 1);
+  });
+});

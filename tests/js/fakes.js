@@ -83,6 +83,7 @@ export function fakeWebSockets() {
 }
 
 const ARN = "arn:aws:connect:us-east-1:123456789012:instance/0f6a2b1c/agent-state";
+const QUEUE_ARN = "arn:aws:connect:us-east-1:123456789012:instance/0f6a2b1c";
 
 /** The agent states of the fake instance, as `getAgentStates()` lists them. */
 export const AGENT_STATES = Object.freeze([
@@ -110,7 +111,33 @@ export class FakeAgent {
     this.setStateBehaviour = "accept";
     this.setStateCalls = [];
     this.muteCalls = [];
-    this.handlers = { refresh: new Set(), stateChange: new Set(), enqueued: new Set(), mute: new Set() };
+    this.handlers = { refresh: new Set(), stateChange: new Set(), enqueued: new Set(), mute: new Set(),
+      contact: new Set() };
+    /** @type {FakeContact[]} the voice contacts of the snapshot */
+    this.contacts = [];
+    /** Contact CTI calls the provider made: {method, contactId?, connectionId?, ...}. */
+    this.ctiCalls = [];
+    /** method -> "accept" | "fail" | "never" for the next CTI calls of that method. */
+    this.ctiBehaviour = {};
+    this.quickConnects = [
+      { name: "Front desk", type: "phone_number", endpointARN: `${QUEUE_ARN}/transfer-destination/bb22`,
+        phoneNumber: "+18005550111", stripPhoneNumber() { return this.phoneNumber; } },
+    ];
+  }
+
+  /** A contact arrives in the snapshot (connect.contact fires), then the snapshot is pushed. */
+  addContact(data) {
+    const contact = new FakeContact(this, data);
+    this.contacts.push(contact);
+    for (const cb of [...this.handlers.contact]) cb(contact);
+    this.snapshot();
+    return contact;
+  }
+
+  /** A contact leaves the snapshot. */
+  removeContact(id) {
+    this.contacts = this.contacts.filter((c) => c.getContactId() !== id);
+    this.snapshot();
   }
 
   stateNamed(name) {
@@ -140,9 +167,41 @@ export class FakeAgent {
   getExtension() { return ""; }
   isSoftphoneEnabled() { return true; }
   getConfiguration() { return { username: this.username }; }
-  getContacts() {
-    if (!this.onCall) return [];
-    return [{ isSoftphoneCall: () => true, getState: () => ({ type: "connected" }) }];
+  getContacts(type) {
+    const contacts = this.onCall && this.contacts.length === 0
+      ? [this._legacyCall || (this._legacyCall = new FakeContact(this, fakeContactData({ id: "c-legacy", state: "connected" })))]
+      : this.contacts;
+    return contacts.filter((c) => !type || c.getType() === type);
+  }
+  getAllQueueARNs() { return [`${QUEUE_ARN}/agent/1`]; }
+
+  /** agent.connect: kept in `connectCalls`; Connect's side answers through `ctiBehaviour`. */
+  connect(endpoint, params) {
+    this.ctiCalls.push({ method: "createOutboundContact", endpoint });
+    this._answerCti("createOutboundContact", params);
+  }
+
+  getEndpoints(queueARNs, callbacks) {
+    this.ctiCalls.push({ method: "getEndpoints", queueARNs });
+    this._answerCti("getEndpoints", callbacks, { endpoints: this.quickConnects });
+  }
+
+  onContactHandlers() { return this.handlers.contact; }
+
+  /** `connect.contact(f)`, bound to this agent's contacts. */
+  get contactHook() {
+    return (f) => this._subscribe(this.handlers.contact, f);
+  }
+
+  /** Answer a CTI call as `ctiBehaviour[method]` says: "accept" (default), "fail", "never". */
+  _answerCti(method, callbacks, data = {}) {
+    const behaviour = this.ctiBehaviour[method] || "accept";
+    if (behaviour === "never") return;
+    if (behaviour === "fail") {
+      callbacks.failure(JSON.stringify({ type: "InvalidStateException", message: `Cannot ${method} now.` }));
+      return;
+    }
+    callbacks.success(data);
   }
 
   setState(state, callbacks, options) {
@@ -181,4 +240,112 @@ export class FakeAgent {
     this.muted = muted;
     for (const cb of [...this.handlers.mute]) cb({ muted });
   }
+}
+
+/**
+ * The snapshot data of a voice contact as Connect sends it (streams-notes.md,
+ * "Contacts"): agent and customer connections, queue, attributes.
+ */
+export function fakeContactData({ id = "9b1f3a52", state = "connecting", agentState, customerState = "connected",
+  direction = "inbound", phoneNumber = "+15555550123", at = "2026-11-28T10:00:00.120Z",
+  attributes = { CustomerId: { name: "CustomerId", value: "C-20411" }, Reason: { name: "Reason", value: "billing" } },
+  systemPhone = "+18005550199", initiationMethod } = {}) {
+  const timestamp = new Date(at);
+  return {
+    contactId: id,
+    type: "voice",
+    state: { type: state, timestamp },
+    initiationMethod: initiationMethod || direction,
+    queue: { name: "Billing", queueARN: `${QUEUE_ARN}/queue/5d1c` },
+    attributes,
+    connectSystemEndpoint: { type: "phone_number", phoneNumber: systemPhone },
+    connections: [
+      { connectionId: `${id}-a`, type: "agent", initial: false, endpoint: { type: "agent", phoneNumber: null },
+        state: { type: agentState || (state === "connecting" ? "connecting" : "connected"), timestamp } },
+      { connectionId: `${id}-c`, type: direction, initial: true,
+        endpoint: { type: "phone_number", phoneNumber },
+        state: { type: customerState, timestamp } },
+    ],
+  };
+}
+
+/** A connect.Contact over `data`; its CTI calls are recorded on the agent. */
+export class FakeContact {
+  constructor(agent, data) {
+    this.agent = agent;
+    this.data = data;
+    this.acceptedHandlers = new Set();
+  }
+
+  getContactId() { return this.data.contactId; }
+  getType() { return this.data.type; }
+  getState() { return this.data.state; }
+  getInitiationMethod() { return this.data.initiationMethod; }
+  getQueue() { return this.data.queue; }
+  getAttributes() { return this.data.attributes; }
+  getConnectSystemEndpoint() { return this.data.connectSystemEndpoint; }
+  isSoftphoneCall() { return true; }
+  getConnections() { return this.data.connections.map((c) => new FakeConnection(this, c)); }
+  onAccepted(f) {
+    this.acceptedHandlers.add(f);
+    return { unsubscribe: () => this.acceptedHandlers.delete(f) };
+  }
+
+  _cti(method, callbacks, extra = {}) {
+    this.agent.ctiCalls.push({ method, contactId: this.getContactId(), ...extra });
+    this.agent._answerCti(method, callbacks);
+  }
+
+  accept(cb) { this._cti("acceptContact", cb); }
+  reject(cb) { this._cti("rejectContact", cb); }
+  clear(cb) { this._cti("clearContact", cb); }
+  addConnection(endpoint, cb) { this._cti("createAdditionalConnection", cb, { endpoint }); }
+  conferenceConnections(cb) { this._cti("conferenceConnections", cb); }
+  toggleActiveConnections(cb) { this._cti("toggleActiveConnections", cb); }
+
+  // -- Connect's side -----------------------------------------------------------
+
+  /** Change the contact's data (state, a connection's state...) and push a snapshot. */
+  update(change) {
+    change(this.data);
+    this.agent.snapshot();
+  }
+
+  /** Set connection `suffix` ("a", "c", ...) to `state`, at `at`. */
+  setConnection(suffix, state, at = "2026-11-28T10:01:10.004Z") {
+    const connection = this.data.connections.find((c) => c.connectionId === `${this.getContactId()}-${suffix}`);
+    connection.state = { type: state, timestamp: new Date(at) };
+  }
+
+  /** Streams broadcasts contact::accepted for this contact. */
+  accepted() {
+    for (const f of [...this.acceptedHandlers]) f(this);
+  }
+}
+
+class FakeConnection {
+  constructor(contact, data) {
+    this.contact = contact;
+    this.data = data;
+  }
+
+  getConnectionId() { return this.data.connectionId; }
+  getType() { return this.data.type; }
+  getState() { return this.data.state; }
+  isInitialConnection() { return this.data.initial; }
+  getEndpoint() {
+    const endpoint = this.data.endpoint;
+    return { ...endpoint, stripPhoneNumber: () => (endpoint.phoneNumber || "").replace(/sip:([^@]*)@.*/, "$1") };
+  }
+
+  _cti(method, callbacks, extra = {}) {
+    this.contact.agent.ctiCalls.push({ method, contactId: this.contact.getContactId(),
+      connectionId: this.getConnectionId(), ...extra });
+    this.contact.agent._answerCti(method, callbacks);
+  }
+
+  hold(cb) { this._cti("holdConnection", cb); }
+  resume(cb) { this._cti("resumeConnection", cb); }
+  destroy(cb) { this._cti("destroyConnection", cb); }
+  sendDigits(digits, cb) { this._cti("sendDigits", cb, { digits }); }
 }

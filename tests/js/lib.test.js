@@ -27,7 +27,7 @@ test("kinds: parse, name and classify envelopes", () => {
 
 test("the generated names: close codes and a sentence for every error type", () => {
   assert.deepEqual({ ...CloseCode }, { NORMAL: 1000, GOING_AWAY: 1001, POLICY_VIOLATION: 1008,
-    MESSAGE_TOO_BIG: 1009, REPLACED: 4001, TOO_SLOW: 4008 });
+    MESSAGE_TOO_BIG: 1009, REPLACED: 4001, TOKEN_EXPIRED: 4003, TOO_SLOW: 4008 });
   assert.deepEqual(Object.keys(HUMAN_MESSAGES).sort(), Object.keys(ErrorType).sort());
 });
 

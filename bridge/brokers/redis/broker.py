@@ -56,7 +56,7 @@ from typing import Final, TypeAlias
 
 import redis.asyncio as aioredis
 
-from bridge.brokers.base import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from bridge.brokers.base import UNCONFIRMED, Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
 from bridge.brokers.redis.client import BACKEND_ERRORS, command_client, subscription_client
 from bridge.brokers.redis.codec import decode_publication, decode_request, encode_publication, encode_request
 from bridge.brokers.redis.keys import RedisKeys
@@ -73,10 +73,13 @@ log = logging.getLogger("bridge.redis")
 RECONNECT_MIN: Final = 0.1
 #: The queued-write operation that publishes (the others are retained.SET and DROP).
 PUBLISH: Final = "publish"
+#: Own publications remembered as delivered locally but maybe also on the bus (oldest forgotten first).
+MAX_ECHOES: Final = 10_000
 
-#: One queued write: (operation, agent, slot, payload). The payload is the
-#: encoded publication (slot ``""``), a retained frame, or ``b""`` for a drop.
-Write: TypeAlias = tuple[str, str, str, bytes]
+#: One queued write: (operation, agent, slot, payload, seq). The payload is the
+#: encoded publication (slot ``""``, ``seq`` its number), a retained frame, or
+#: ``b""`` for a drop (``seq`` 0).
+Write: TypeAlias = tuple[str, str, str, bytes, int]
 
 
 class RedisBroker(Broker):
@@ -124,6 +127,16 @@ class RedisBroker(Broker):
         self._unreleased: dict[str, str] = {}
         #: Retained frames of held agents: served while degraded, written back on re-claim.
         self._copy = RetainedCopy()
+
+        #: This node's publications, numbered: what lets it know its own on the bus.
+        self._seq = 0
+        #: Numbers of the publications in the batch being sent, and those of them
+        #: that came back on the bus meanwhile (the reply may come later than they do).
+        self._in_flight: set[int] = set()
+        self._arrived: set[int] = set()
+        #: Publications of a batch whose reply never came, delivered here by the
+        #: fallback: Redis may still carry them, and this node must not deliver them twice.
+        self._echoes: dict[int, None] = {}
 
     @property
     def healthy(self) -> bool:
@@ -209,8 +222,9 @@ class RedisBroker(Broker):
         # then hands it all to this node's handler, in order).
         if self.writes.running and (self._healthy or self.writes.pending):
             # Encoded now: the frame is copied into the payload, so the caller may reuse the object.
-            payload = encode_publication(publication)
-            await self._put((PUBLISH, agent, "", payload), len(payload))
+            self._seq += 1
+            payload = encode_publication(publication, self.node_id, self._seq)
+            await self._put((PUBLISH, agent, "", payload, self._seq), len(payload))
             return
         self._deliver_locally(agent, publication)
 
@@ -219,14 +233,16 @@ class RedisBroker(Broker):
             self._copy.set(agent, slot, data)
         # While degraded nothing is queued: the local copy has it, and the re-claim writes it back.
         if self._healthy and self.writes.running:
-            await self._put((SET, agent, slot, data), len(slot) + len(data))
+            await self._put((SET, agent, slot, data, 0), len(slot) + len(data))
 
     async def drop_retained(self, agent: str, slot: str) -> None:
         queued = self._healthy and self.writes.running
-        if agent in self._held:
+        if agent in self._held or not queued:
+            # Not queued: Redis is away, so the drop is owed; the provider's claim
+            # (made next, when a joining provider resets its calls) writes it back.
             self._copy.drop(agent, slot, queued=queued)
         if queued:
-            await self._put((DROP, agent, slot, b""), len(slot))
+            await self._put((DROP, agent, slot, b"", 0), len(slot))
 
     async def _put(self, write: Write, size: int) -> None:
         if self.writes.put(write, size):  # full: wait until it is sent (backpressure)
@@ -302,11 +318,14 @@ class RedisBroker(Broker):
         # leaves after the node's earlier publications. Free when nothing is
         # queued (a node serving only apps); otherwise about one round trip.
         await self.writes.flush()
+        unsure = False
         if self._healthy:
             try:
                 routed = await self._registry.route(agent, encode_request(agent, request_id, data))
             except BACKEND_ERRORS as exc:
                 self._mark_broken(f"routing a request: {exc!r}")
+                # Redis may have routed it all the same (a reply that came late).
+                unsure = True
             else:
                 if routed is None:
                     return None
@@ -321,7 +340,8 @@ class RedisBroker(Broker):
                 return location.connection_id
         connection_id = self._held.get(agent)
         if connection_id is None:
-            return None
+            return UNCONFIRMED if unsure else None
+        # Ours: handed over here (the node drops a second delivery of the same request).
         self._on_request(agent, request_id, data)
         return connection_id
 
@@ -364,7 +384,13 @@ class RedisBroker(Broker):
             return
         agent = self.keys.agent_of(channel)
         if agent is not None and agent in self._followed:  # not one unfollowed meanwhile
-            handler.on_publication(agent, decode_publication(payload))
+            publication, node_id, seq = decode_publication(payload)
+            if seq and node_id == self.node_id:
+                if seq in self._in_flight:
+                    self._arrived.add(seq)  # on the bus: the fallback must not deliver it again
+                elif self._echoes.pop(seq, 0) is None:
+                    return  # delivered here already, when its batch's reply did not come
+            handler.on_publication(agent, publication)
 
     # --- the write queue's two ends ------------------------------------------------------------
 
@@ -372,9 +398,11 @@ class RedisBroker(Broker):
         """One round trip; return what did not reach Redis (the queue hands it to _fall_back)."""
         if not self._healthy:
             return batch
+        self._in_flight = {seq for op, _, _, _, seq in batch if op == PUBLISH}
+        self._arrived = set()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for op, agent, slot, payload in batch:
+                for op, agent, slot, payload, _ in batch:
                     if op == PUBLISH:
                         pipe.publish(self.keys.agent_channel(agent), payload)
                     else:
@@ -383,7 +411,9 @@ class RedisBroker(Broker):
         except BACKEND_ERRORS as exc:
             self._mark_broken(f"writing {len(batch)} queued commands: {exc!r}")
             log.warning("a batch of %d Redis writes failed (%r); delivering it locally", len(batch), exc)
-            return batch
+            return self._unconfirmed(batch)
+        finally:
+            self._in_flight = set()
         # Only a command Redis refused (an error reply) missed the bus; the
         # rest of the batch went through and comes back subscribed.
         failed = [write for write, result in zip(batch, results, strict=True) if isinstance(result, Exception)]
@@ -392,12 +422,33 @@ class RedisBroker(Broker):
             self._mark_broken(f"Redis refused {len(failed)} queued writes: {first!r}")
         return failed
 
+    def _unconfirmed(self, batch: list[Write]) -> list[Write]:
+        """A batch whose reply never came: what the fallback must still deliver here.
+
+        Redis may have carried any of it (a reply that comes late, not a lost
+        command). Publications already back on the bus were delivered; the
+        others are delivered by the fallback and remembered, so that if Redis
+        carries them after all this node passes them on once only.
+        """
+        arrived = self._arrived
+        out: list[Write] = []
+        for write in batch:
+            seq = write[4]
+            if write[0] == PUBLISH:
+                if seq in arrived:
+                    continue
+                self._echoes[seq] = None
+                if len(self._echoes) > MAX_ECHOES:
+                    del self._echoes[next(iter(self._echoes))]
+            out.append(write)
+        return out
+
     def _fall_back(self, writes: list[Write]) -> None:
         """Writes that missed Redis: publications to this node's handler, in order."""
-        for op, agent, slot, payload in writes:
+        for op, agent, slot, payload, _ in writes:
             if op == PUBLISH:
                 try:
-                    self._deliver_locally(agent, decode_publication(payload))
+                    self._deliver_locally(agent, decode_publication(payload)[0])
                 except Exception:
                     log.exception("dropped a publication for %s", agent)
             elif op == DROP and agent in self._held:

@@ -4,7 +4,11 @@ A message on a channel is a small JSON array header, a newline, then the
 frame's bytes exactly as the node handed them over (a frame may contain
 newlines; the header never does, so the first one splits them):
 
-* publication: ``[type, reply_to, connection_id]`` + ``\\n`` + frame;
+* publication: ``[type, reply_to, connection_id, node_id, seq]`` + ``\\n`` +
+  frame, where ``node_id`` and ``seq`` (the publishing node and its count of
+  publications) let that node recognize its own publication when Redis
+  carries it after the node delivered it itself (a reply that came late);
+  a three-item header (older nodes) is read too;
 * request: ``[agent, request_id]`` + ``\\n`` + frame.
 
 A provider entry is ``"{node_id} {connection_id}"`` (a node id has no space).
@@ -17,16 +21,19 @@ import orjson
 from bridge.brokers.base import ProviderLocation, Publication, PublicationType
 
 
-def encode_publication(publication: Publication) -> bytes:
+def encode_publication(publication: Publication, node_id: str, seq: int) -> bytes:
     """Header, newline, the frame untouched."""
-    head = [publication.type.value, publication.reply_to, publication.connection_id]
+    head = [publication.type.value, publication.reply_to, publication.connection_id, node_id, seq]
     return orjson.dumps(head) + b"\n" + publication.data
 
 
-def decode_publication(payload: bytes) -> Publication:
+def decode_publication(payload: bytes) -> tuple[Publication, str | None, int]:
+    """The publication, and the node that published it with its sequence number (``None, 0``: unknown)."""
     head, _, data = payload.partition(b"\n")
-    kind, reply_to, connection_id = orjson.loads(head)
-    return Publication(PublicationType(kind), data, reply_to, connection_id)
+    fields = orjson.loads(head)
+    kind, reply_to, connection_id = fields[:3]
+    node_id, seq = (fields[3], fields[4]) if len(fields) >= 5 else (None, 0)
+    return Publication(PublicationType(kind), data, reply_to, connection_id), node_id, seq
 
 
 def encode_request(agent: str, request_id: str, data: bytes) -> bytes:

@@ -111,7 +111,7 @@ class ProviderRegistry:
             self._ttl_ms,
             "1" if force else "0",
             self._keys.agent_channel(agent),
-            encode_publication(up),
+            encode_publication(up, self._node_id, 0),
         ]
         return keys, args
 
@@ -167,7 +167,7 @@ class ProviderRegistry:
             args=[
                 encode_holder(node_id or self._node_id, connection_id),
                 self._keys.agent_channel(agent),
-                encode_publication(down),
+                encode_publication(down, self._node_id, 0),
             ],
         )
         return bool(released == 1)

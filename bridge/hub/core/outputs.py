@@ -42,10 +42,12 @@ class Close:
 
 @dataclass(slots=True)
 class Deliver:
-    """Send ``data`` to every connection attached to ``agent`` on this node."""
+    """Send ``data`` to every connection attached to ``agent`` on this node (but ``skip``)."""
 
     agent: str
     data: bytes
+    #: A connection that gets its own copy instead (the requester of an answer).
+    skip: str | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +64,11 @@ class Detach:
 
     connection_id: str
     agent: str
+
+
+@dataclass(slots=True)
+class Deadline:
+    """A deadline was set (a request's, a token's): wake the timer if it comes sooner."""
 
 
 # --- to the broker -----------------------------------------------------------------
@@ -106,6 +113,14 @@ class Publish:
 
 
 @dataclass(slots=True)
+class Forget:
+    """Drop these retained slots of the agent (kinds whose schema resets them when a provider joins)."""
+
+    agent: str
+    slots: tuple[str, ...]
+
+
+@dataclass(slots=True)
 class Forward:
     """Hand a request to the agent's provider, wherever it is; then call ``Router.forwarded``."""
 
@@ -139,4 +154,4 @@ class Release:
     connection_id: str
 
 
-Output = Send | Close | Deliver | Attach | Detach | Follow | Unfollow | Greet | Publish | Forward | Answer | Claim | Release
+Output = Send | Close | Deliver | Attach | Detach | Deadline | Follow | Unfollow | Greet | Publish | Forget | Forward | Answer | Claim | Release

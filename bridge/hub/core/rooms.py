@@ -9,7 +9,12 @@ provider, many for a supervisor.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
+
+#: Departed providers a room remembers (to settle requests whose routing was under way).
+DEPARTED_REMEMBERED: Final = 16
 
 
 @dataclass(slots=True)
@@ -21,6 +26,13 @@ class Room:
     joining: dict[str, list[bytes]] = field(default_factory=dict)
     #: The agent's provider, when it is connected to this node.
     provider: str | None = None
+    #: Whether ``provider_seen`` is known (from a publication, or the first joiner's snapshot).
+    status_known: bool = False
+    #: The provider the apps here were last told of, wherever it is (``None``: none connected).
+    provider_seen: str | None = None
+    #: Providers of the agent that left or were replaced, newest last: a request
+    #: routed to one of them is answered by nobody.
+    departed: deque[str] = field(default_factory=lambda: deque(maxlen=DEPARTED_REMEMBERED))
 
     def __len__(self) -> int:
         return len(self.attached) + len(self.joining) + (self.provider is not None)

@@ -16,9 +16,11 @@ retained, its request deadline) is read from its schema through the
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, Final, NamedTuple
 
@@ -32,9 +34,11 @@ from bridge.hub.core.outputs import (
     Attach,
     Claim,
     Close,
+    Deadline,
     Deliver,
     Detach,
     Follow,
+    Forget,
     Forward,
     Greet,
     Output,
@@ -45,7 +49,18 @@ from bridge.hub.core.outputs import (
 )
 from bridge.hub.core.pending import Pending, PendingRequests
 from bridge.hub.core.rooms import Rooms
-from bridge.protocol import HELLO, PROVIDER_STATUS, REPLACED, WELCOME, CloseCode, ErrorType, Kind, Role
+from bridge.protocol import (
+    HELLO,
+    PROVIDER_STATUS,
+    REFRESH,
+    REFRESHED,
+    REPLACED,
+    WELCOME,
+    CloseCode,
+    ErrorType,
+    Kind,
+    Role,
+)
 from bridge.protocol.catalog import Catalog
 from bridge.protocol.tokens import TokenError, verify_token
 
@@ -74,9 +89,14 @@ class Peer:
     agents: tuple[str, ...]
     #: Its flood control (``None``: unlimited, as in the core's own tests).
     bucket: TokenBucket | None = field(default=None, repr=False)
-    #: A provider's requests delivered by this node and not yet answered: its
-    #: answers to them never count against its rate limit (the hub caused them).
-    owed: dict[str, None] | None = field(default=None, repr=False)
+    #: A provider's requests delivered by this node, by bus id, with whether it
+    #: answered yet: a request is never handed to it twice (a backplane that
+    #: replied late may deliver one twice), and its first answer to each never
+    #: counts against its rate limit (the hub, not the provider, chose when
+    #: those came). ``None`` for an app.
+    delivered: dict[str, bool] | None = field(default=None, repr=False)
+    #: When its token expires, on the router's clock (``None``: never, an open hub).
+    expires: float | None = None
 
     @property
     def agent(self) -> str:
@@ -111,7 +131,7 @@ class Limits:
     flood_close_after: int = 50
     #: Most app connections one agent may have on this node; its provider's place is always kept.
     connections_per_agent: int = 200
-    #: Requests a provider may owe answers for whose answers skip its rate limit (oldest forgotten first).
+    #: Requests remembered per provider (not handed twice; first answers skip its rate limit), oldest forgotten first.
     owed_answers: int = 1024
 
 
@@ -139,6 +159,7 @@ class Router:
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         connection_ids: Callable[[], str] = new_connection_id,
         request_ids: Callable[[], str] = new_request_id,
         on_frame: Callable[[str], None] | None = None,
@@ -153,6 +174,9 @@ class Router:
         self.request_timeout = request_timeout
         self.limits = limits if limits is not None else Limits()
         self.clock = clock
+        self.wall_clock = wall_clock
+        #: Token expiries as (deadline on ``clock``, connection id), earliest first.
+        self._expiries: list[tuple[float, str]] = []
         self.new_connection_id = connection_ids
         self.request_ids = request_ids
         self.pending = PendingRequests()
@@ -187,6 +211,7 @@ class Router:
             return self.refuse(connection_id, f"bad Hello: {verdict.detail}", reply_to)
         data = envelope["data"]
         role = Role(data["role"])
+        expires: float | None = None
         if self.open_mode:
             agent = data.get("agent")
             if agent is None:
@@ -202,6 +227,7 @@ class Router:
             if claims.role != role:
                 return self.refuse(connection_id, f"the token is for role {claims.role}, not {role}", reply_to)
             agent = claims.agent
+            expires = self._deadline_of(claims.expires_at)
         agents = (agent,)
         if role is not Role.PROVIDER:
             # Apps are capped per agent; the provider's place is never taken by them.
@@ -211,8 +237,8 @@ class Router:
                     why = f"agent {name} already has {cap} app connections"
                     return self.refuse(connection_id, why, reply_to, error_type=ErrorType.FORBIDDEN)
         bucket = TokenBucket.full(self.limits.rate, self.limits.burst, self.clock())
-        owed: dict[str, None] | None = {} if role is Role.PROVIDER else None
-        peer = Peer(connection_id, role, envelope["source"], agents, bucket, owed)
+        delivered: dict[str, bool] | None = {} if role is Role.PROVIDER else None
+        peer = Peer(connection_id, role, envelope["source"], agents, bucket, delivered, expires)
         self.peers[connection_id] = peer
         outputs: list[Output] = []
         for name in agents:
@@ -228,6 +254,9 @@ class Router:
             else:
                 room.joining[connection_id] = []
         outputs.append(Greet(connection_id, agents))
+        if expires is not None:
+            heapq.heappush(self._expiries, (expires, connection_id))
+            outputs.append(Deadline())  # the connection ends with its token
         return Joined(peer, outputs)
 
     def greet(self, connection_id: str, snapshots: dict[str, Snapshot]) -> list[Output]:
@@ -246,7 +275,13 @@ class Router:
             room = self.rooms.get(agent)
             if room is None or room.provider != connection_id:
                 return []  # replaced while being greeted
-            return [Send(connection_id, self._welcome(peer, provider_connected=True)), Claim(agent, connection_id)]
+            welcome = Send(connection_id, self._welcome(peer, provider_connected=True))
+            stale = self._reset_slots(snapshots.get(agent, Snapshot(False, [])).retained)
+            if not stale:
+                return [welcome, Claim(agent, connection_id)]
+            # Forgotten before the Welcome: the provider republishes what is still live
+            # (its calls) once welcomed, so nothing that ended meanwhile stays retained.
+            return [Forget(agent, stale), welcome, Claim(agent, connection_id)]
         first = snapshots.get(peer.agent)
         outputs: list[Output] = [
             Send(connection_id, self._welcome(peer, provider_connected=first is not None and first.provider_connected))
@@ -257,6 +292,12 @@ class Router:
             outputs.append(Send(connection_id, orjson.dumps(status)))
             outputs += [Send(connection_id, data) for data in self._replay(snapshot.retained)]
             room = self.rooms.get(agent)
+            if room is not None and not room.status_known and (
+                snapshot.provider_id is not None or not snapshot.provider_connected
+            ):
+                # Publications seen since the room opened are as new as the snapshot, or newer.
+                room.status_known = True
+                room.provider_seen = snapshot.provider_id
             held = room.joining.pop(connection_id, None) if room is not None else None
             if room is None or held is None:
                 continue
@@ -264,6 +305,23 @@ class Router:
             room.attached.add(connection_id)
             outputs.append(Attach(connection_id, agent))
         return outputs
+
+    def _reset_slots(self, retained: list[bytes]) -> tuple[str, ...]:
+        """The slots of these retained frames whose kind resets when a provider joins (``resetOnProviderJoin``)."""
+        slots: list[str] = []
+        for data in retained:
+            try:
+                envelope = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            kind = protocol.kind_of(envelope)
+            spec = self.catalog.spec(kind, "event") if kind is not None else None
+            rule = spec.retain if spec is not None else None
+            if rule is not None and rule.reset_on_provider_join:
+                decision = rule.decide(envelope)
+                if decision is not None:
+                    slots.append(decision.slot)
+        return tuple(slots)
 
     def _replay(self, retained: list[bytes]) -> list[bytes]:
         """Retained frames as replayed: marked, answering nothing; one-per-kind slots before keyed ones."""
@@ -342,23 +400,22 @@ class Router:
         chose when those came (a burst after a backplane stall, say).
         """
         bucket = peer.bucket
-        owed = peer.owed
-        if bucket is not None and owed is None and not bucket.take(self.clock()):
+        delivered = peer.delivered
+        if bucket is not None and delivered is None and not bucket.take(self.clock()):
             return self._over_limit(peer, bucket, frame)
         cid = peer.connection_id
         try:
             envelope: Any = orjson.loads(frame)
         except orjson.JSONDecodeError as exc:
-            if bucket is not None and owed is not None and not bucket.take(self.clock()):
+            if bucket is not None and delivered is not None and not bucket.take(self.clock()):
                 return self._over_limit(peer, bucket, frame)
             return [self._error(cid, ErrorType.INVALID_JSON, f"not JSON: {exc}", None, None)]
-        if bucket is not None and owed is not None:
+        if bucket is not None and delivered is not None:
             answers = envelope.get("replyTo") if isinstance(envelope, dict) else None
-            if not (isinstance(answers, str) and answers in owed):
-                if not bucket.take(self.clock()):
-                    return self._over_limit(peer, bucket, frame)
-            else:
-                del owed[answers]
+            if isinstance(answers, str) and delivered.get(answers) is False:
+                delivered[answers] = True  # its first answer: free
+            elif not bucket.take(self.clock()):
+                return self._over_limit(peer, bucket, frame)
         reply_to = _reply_to(envelope)
         kind = protocol.kind_of(envelope)
         if kind is None:
@@ -378,10 +435,18 @@ class Router:
         self.on_frame(spec.label if spec is not None else "refused")
         if verdict.problem is not None or spec is None:
             return [self._error(cid, _PROBLEMS[verdict.problem or "unknown"], verdict.detail, kind, reply_to)]
+        if kind == REFRESH:
+            return self._refresh(peer, envelope["data"]["token"], reply_to)
         agent = peer.agents[0]  # an app or a provider follows one agent
         if spec.shape == "request":
-            return [self._request(peer, agent, envelope, kind, frame, spec.timeout)]
-        data = frame.encode() if isinstance(frame, str) else frame
+            return [self._request(peer, agent, envelope, kind, spec.timeout)]
+        # What moves on is what was validated, written anew: a frame with a key
+        # twice would otherwise reach apps with a value the schema never saw
+        # (orjson keeps the last; another parser may keep the first).
+        try:
+            data = orjson.dumps(envelope)
+        except orjson.JSONEncodeError as exc:  # nested past what orjson writes (a free-form schema)
+            return [self._error(cid, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}", kind, reply_to)]
         answers = envelope.get("replyTo")  # valid per the schema: absent or a short string
         if spec.shape == "event":
             retain = spec.retain.decide(envelope) if spec.retain is not None else None
@@ -402,40 +467,70 @@ class Router:
         limit = f"{self.limits.rate:g} frames/s (burst {self.limits.burst})"
         return [self._error(cid, ErrorType.RATE_LIMITED, f"over the limit of {limit}; frame dropped", None, reply_to)]
 
-    def _request(
-        self, peer: Peer, agent: str, envelope: dict[str, Any], kind: Kind, frame: str | bytes, timeout: float | None
-    ) -> Output:
-        request_id = envelope.get("id")
-        if request_id is None:
-            request_id = self.request_ids()
-            envelope["id"] = request_id
-            try:
-                data = orjson.dumps(envelope)
-            except orjson.JSONEncodeError as exc:  # nested past what orjson writes (a free-form schema)
-                return self._error(peer.connection_id, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}",
-                                   kind, None)
-        else:
-            data = frame.encode() if isinstance(frame, str) else frame
-        if (agent, request_id) in self.pending:
-            return self._error(
-                peer.connection_id,
-                ErrorType.DUPLICATE_REQUEST_ID,
-                f"request id {request_id!r} is already in flight for agent {agent}",
-                kind,
-                request_id,
-            )
+    def _request(self, peer: Peer, agent: str, envelope: dict[str, Any], kind: Kind, timeout: float | None) -> Output:
+        """Forward a request under a bus id of the hub's own; its answer comes back to the requester's id.
+
+        The provider sees the bus id, so no app can pre-claim another's ids,
+        and two apps may pick the same ones: only the same connection reusing
+        an id of its own still in flight is refused.
+        """
+        cid = peer.connection_id
+        own = envelope.get("id")  # valid per the schema: absent or a short string
+        if own is not None and self.pending.in_flight(cid, own):
+            why = f"request id {own!r} is already in flight on this connection"
+            return self._error(cid, ErrorType.DUPLICATE_REQUEST_ID, why, kind, own)
+        request_id = self.request_ids()
+        envelope["id"] = request_id
+        try:
+            data = orjson.dumps(envelope)  # what was validated, and only that
+        except orjson.JSONEncodeError as exc:  # nested past what orjson writes (a free-form schema)
+            return self._error(cid, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}", kind, own)
         now = self.clock()
         seconds = self.request_timeout if timeout is None else timeout
-        self.pending.add(Pending(agent, request_id, peer.connection_id, kind, now, now + seconds))
+        self.pending.add(Pending(agent, request_id, cid, kind, now, now + seconds, own or request_id))
         return Forward(agent, request_id, data)
 
+    def _refresh(self, peer: Peer, token: str, reply_to: str | None) -> list[Output]:
+        """A fresh token on an open connection: same agent and role, and it moves the expiry."""
+        cid = peer.connection_id
+        if self.open_mode or self.secret is None:
+            why = "this hub runs in open mode: its connections have no token to refresh"
+            return [self._error(cid, ErrorType.FORBIDDEN, why, REFRESH, reply_to)]
+        try:
+            claims = verify_token(self.secret, token, leeway=self.token_leeway)
+        except TokenError as exc:
+            return [self._error(cid, ErrorType.NOT_AUTHENTICATED, f"{exc}; the current token still applies",
+                                REFRESH, reply_to)]
+        if claims.agent != peer.agent or claims.role != peer.role:
+            why = f"the token is for {claims.role} of agent {claims.agent}, not {peer.role} of agent {peer.agent}"
+            return [self._error(cid, ErrorType.NOT_AUTHENTICATED, why, REFRESH, reply_to)]
+        peer.expires = self._deadline_of(claims.expires_at)
+        heapq.heappush(self._expiries, (peer.expires, cid))
+        expires_at = datetime.fromtimestamp(claims.expires_at, UTC).isoformat(timespec="milliseconds")
+        answer = protocol.event(REFRESHED, {"expiresAt": expires_at.replace("+00:00", "Z")}, reply_to=reply_to)
+        return [Send(cid, orjson.dumps(answer)), Deadline()]
+
+    def _deadline_of(self, expires_at: float) -> float:
+        """A token's expiry (seconds since the epoch) on this router's clock, leeway included."""
+        return self.clock() + (expires_at - self.wall_clock()) + self.token_leeway
+
     def forwarded(self, agent: str, request_id: str, provider: str | None) -> list[Output]:
-        """The broker handed the request to ``provider``, or found none (``None``)."""
+        """The broker handed the request to ``provider``, or found none (``None``).
+
+        ``""`` (the broker's ``UNCONFIRMED``): it may or may not have been
+        handed over; the request waits for its answer or its deadline.
+        """
         if provider is not None:
             entry = self.pending.get(agent, request_id)
-            if entry is not None:
-                entry.provider = provider
-            return []
+            if entry is None:
+                return []
+            entry.provider = provider
+            room = self.rooms.get(agent)
+            if room is None or provider not in room.departed:
+                return []
+            # It reached a provider that left, or was replaced, while the routing was under way.
+            self.pending.pop(agent, request_id)
+            return [_failure(entry, ErrorType.PROVIDER_UNAVAILABLE, "the provider went away before answering")]
         entry = self.pending.pop(agent, request_id)
         if entry is None:
             return []
@@ -449,12 +544,25 @@ class Router:
     # --- what the broker delivers -------------------------------------------------------------
 
     def event(self, agent: str, data: bytes, reply_to: str | None) -> list[Output]:
-        """An event on the agent's channel: to every app of the agent here."""
-        if reply_to is not None:
-            entry = self.pending.pop(agent, reply_to)
-            if entry is not None:
-                self.on_request_done(self.clock() - entry.started)
+        """An event on the agent's channel: to every app of the agent here.
+
+        An answer reaches its requester with the requester's own id as
+        ``replyTo``; the other apps see the bus id.
+        """
+        entry = self.pending.pop(agent, reply_to) if reply_to is not None else None
         room = self.rooms.get(agent)
+        if entry is not None:
+            self.on_request_done(self.clock() - entry.started)
+            requester = entry.connection_id
+            if (
+                entry.reply_to != entry.request_id
+                and room is not None
+                and requester in room.attached
+                and (own := _with_reply_to(data, entry.reply_to)) is not None
+            ):
+                if room.joining:
+                    room.hold(data)
+                return [Deliver(agent, data, skip=requester), Send(requester, own)]
         if room is None:
             return []
         if room.joining:
@@ -466,23 +574,45 @@ class Router:
         entry = self.pending.pop(agent, reply_to)
         if entry is None:
             return []  # answered already, timed out, or asked on another node
-        return [Send(entry.connection_id, data, _error_type(data))]
+        own = _with_reply_to(data, entry.reply_to) if entry.reply_to != entry.request_id else data
+        return [Send(entry.connection_id, own if own is not None else data, _error_type(data))]
 
     def provider_changed(self, agent: str, change: ProviderPublication) -> list[Output]:
-        """The agent's provider is now ``change.connection_id`` (up), or that one left (down)."""
-        current = change.connection_id if change.up else None
-        why = "the provider was replaced" if change.up else "the provider disconnected"
-        outputs: list[Output] = [
-            _failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"{why} before answering")
-            for entry in self.pending.fail_agent(agent, except_provider=current)
-        ]
+        """The agent's provider is now ``change.connection_id`` (up), or that one left (down).
+
+        A backplane that replied late, or came back, may say the same twice: an
+        arrival of the provider the apps were last told of, or the departure of
+        one already gone, changes nothing and is not passed on.
+        """
         room = self.rooms.get(agent)
         if room is None:
-            return outputs
+            return []  # nobody here: no apps to tell, no requests in flight
+        named = change.connection_id
+        current = named if change.up else None
+        outputs: list[Output] = []
         if current is not None and room.provider is not None and room.provider != current:
             # A newer provider joined on another node: ours is the stale one.
             outputs += self._replaced(room.provider, current)
             room.provider = None
+        if room.status_known:
+            if change.up and room.provider_seen == named:
+                return outputs  # said again (a re-claim, a late reply)
+            if not change.up and room.provider_seen != named:
+                return outputs  # a provider that was already replaced or gone
+        previous = room.provider_seen if room.status_known else None
+        room.status_known = True
+        room.provider_seen = current
+        if previous is not None:
+            room.departed.append(previous)
+        if not change.up and named not in room.departed:
+            room.departed.append(named)
+        if current is not None and current in room.departed:
+            room.departed.remove(current)  # the same connection again (it re-claimed after an outage)
+        why = "the provider was replaced" if change.up else "the provider disconnected"
+        outputs += [
+            _failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"{why} before answering")
+            for entry in self.pending.fail_agent(agent, set(room.departed))
+        ]
         status = orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": change.up}))
         if room.joining:
             room.hold(status)
@@ -494,11 +624,13 @@ class Router:
         room = self.rooms.get(agent)
         if room is not None and room.provider is not None:
             provider = self.peers.get(room.provider)
-            if provider is not None and provider.owed is not None:
-                owed = provider.owed
-                owed[request_id] = None
-                if len(owed) > self.limits.owed_answers:
-                    del owed[next(iter(owed))]
+            if provider is not None and provider.delivered is not None:
+                delivered = provider.delivered
+                if request_id in delivered:
+                    return []  # handed over already (a backplane that replied late delivers twice)
+                delivered[request_id] = False
+                if len(delivered) > self.limits.owed_answers:
+                    del delivered[next(iter(delivered))]
             return [Send(room.provider, data)]
         # The registry pointed here but the provider just left: say so to the requester.
         try:
@@ -515,9 +647,9 @@ class Router:
     # --- time and departures ----------------------------------------------------------------
 
     def timeouts(self, now: float | None = None) -> list[Output]:
-        """Errors for every request whose provider did not answer in time."""
+        """Errors for every request whose provider did not answer in time; closes for expired tokens."""
         now = self.clock() if now is None else now
-        return [
+        outputs: list[Output] = [
             _failure(
                 entry,
                 ErrorType.REQUEST_TIMEOUT,
@@ -525,9 +657,32 @@ class Router:
             )
             for entry in self.pending.expired(now)
         ]
+        expiries = self._expiries
+        while expiries and expiries[0][0] <= now:
+            deadline, cid = heapq.heappop(expiries)
+            peer = self.peers.get(cid)
+            if peer is None or peer.expires != deadline:
+                continue  # gone, or refreshed since
+            peer.expires = None
+            why = "the token expired; send Bridge/Session/Refresh before it does, or reconnect with a fresh one"
+            outputs.append(self._error(cid, ErrorType.NOT_AUTHENTICATED, why, None, None))
+            outputs.append(Close(cid, CloseCode.TOKEN_EXPIRED, "token expired", cause="token_expired"))
+        return outputs
 
     def next_deadline(self) -> float | None:
-        return self.pending.next_deadline()
+        """The earliest request deadline or token expiry still to come."""
+        expiries = self._expiries
+        while expiries:
+            deadline, cid = expiries[0]
+            peer = self.peers.get(cid)
+            if peer is not None and peer.expires == deadline:
+                break
+            heapq.heappop(expiries)  # gone, or refreshed since
+        token = expiries[0][0] if expiries else None
+        request = self.pending.next_deadline()
+        if token is None or (request is not None and request < token):
+            return request
+        return token
 
     def leave(self, connection_id: str) -> list[Output]:
         """Forget a connection that closed, for whatever reason."""
@@ -571,6 +726,8 @@ class Snapshot(NamedTuple):
 
     provider_connected: bool
     retained: list[bytes]
+    #: The provider's connection id, when known.
+    provider_id: str | None = None
 
 
 def hub_error(error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None) -> dict[str, Any]:
@@ -589,8 +746,23 @@ def hub_error(error_type: ErrorType, why: str, kind: Kind | None, reply_to: str 
 
 
 def _failure(entry: Pending, error_type: ErrorType, why: str) -> Send:
-    err = hub_error(error_type, why, entry.kind, entry.request_id)
+    err = hub_error(error_type, why, entry.kind, entry.reply_to)
     return Send(entry.connection_id, orjson.dumps(err), error_type)
+
+
+def _with_reply_to(data: bytes, reply_to: str) -> bytes | None:
+    """``data`` (an event or error) answering ``reply_to`` instead (``None``: not an envelope)."""
+    try:
+        envelope = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(envelope, dict):
+        return None
+    envelope["replyTo"] = reply_to
+    try:
+        return orjson.dumps(envelope)
+    except orjson.JSONEncodeError:
+        return None
 
 
 def _reply_to(envelope: Any) -> str | None:

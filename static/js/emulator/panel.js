@@ -1,12 +1,14 @@
 /**
  * Stands in for the CCP's iframe when ccp.html runs emulated: shows the
- * emulated agent and offers the controls a demo needs (pick a state in "the
- * CCP", start or end a call, make Connect fail or go silent once). Tests
- * drive the same model through `window.ccpEmulator` instead.
+ * emulated agent and its contacts, and offers the controls a demo needs (pick
+ * a state in "the CCP", ring a call, the customer hangs up, the third party
+ * answers, make Connect fail or go silent once). Tests drive the same model
+ * through `window.ccpEmulator` instead.
  * @module emulator/panel
  */
 
 import { formatDuration } from "../lib/format.js";
+import { CONTACT_METHODS } from "./ccp-emulator.js";
 
 /** Create an element with attributes and children, for markup built in code. */
 function h(tag, attributes = {}, ...children) {
@@ -20,6 +22,41 @@ function h(tag, attributes = {}, ...children) {
   return element;
 }
 
+/** Screen-pop data a demo call carries. */
+const DEMO_ATTRIBUTES = { CustomerId: "C-20411", Reason: "billing" };
+
+/** One line per contact: who, what state, each connection. */
+function contactItem(contact) {
+  const customer = contact.connections.find((c) => c.initial);
+  const direction = contact.initiationMethod === "outbound" ? "Outbound to" : "Inbound from";
+  const parties = contact.connections.map((c) => {
+    const who = c.type === "agent" ? "agent" : (c.endpoint.phoneNumber || c.endpoint.name || c.type);
+    return h("li", { class: "emu__party", "data-status": c.state.type }, `${who}: ${c.state.type}`);
+  });
+  return h("li", { class: "emu__contact", "data-state": contact.state.type, "data-contact-id": contact.contactId },
+    h("span", { class: "emu__contact-head" },
+      `${direction} ${customer?.endpoint.phoneNumber ?? "?"} · `,
+      h("strong", {}, contact.state.type), ` · ${contact.queue?.name ?? ""}`),
+    h("ul", { class: "emu__parties" }, ...parties));
+}
+
+/** One sentence on the first contact: ringing, dialling, on the call, after-call work. */
+function callSummary(emulator) {
+  const contact = emulator.contacts[0];
+  if (!contact) return "No call";
+  const number = contact.connections.find((c) => c.initial)?.endpoint.phoneNumber ?? "?";
+  const agentLeg = contact.connections.find((c) => c.type === "agent");
+  if (contact.state.type === "connecting") {
+    if (contact.initiationMethod === "outbound") return `Calling ${number}…`;
+    return agentLeg?.state.type === "connecting" ? `Ringing: ${number}` : `Connecting ${number}…`;
+  }
+  if (contact.state.type === "connected") {
+    return `On a softphone call with ${number}${emulator.muted ? " · muted" : ""}`;
+  }
+  if (contact.state.type === "ended") return `After-call work (${number})`;
+  return `Call ${contact.state.type} (${number})`;
+}
+
 /**
  * Fill `container` with the emulator's panel and keep it current.
  * @param {HTMLElement} container
@@ -31,15 +68,34 @@ export function renderEmulatorPanel(container, emulator) {
   const stateLine = h("p", { class: "emu__state", id: "emu-state" }, stateName, stateTime);
   const nextLine = h("p", { class: "emu__next", id: "emu-next" });
   const callLine = h("p", { class: "emu__call", id: "emu-call" });
+  const contactList = h("ul", { class: "emu__contacts", id: "emu-contacts", "aria-label": "Contacts" });
   const select = h("select", { id: "emu-select", class: "field" },
     ...emulator.agentStates.map((s) => h("option", { value: s.name }, s.name)));
   const callsSeen = h("span", { id: "emu-calls" }, "0");
   const lastCall = h("code", { class: "emu__last-call", id: "emu-last-call" }, "none yet");
+  const problem = h("p", { class: "emu__problem", id: "emu-problem", role: "status" });
 
-  const startCall = h("button", { type: "button", class: "btn", id: "emu-start-call",
-    onclick: () => emulator.startCall() }, "Start call");
-  const endCall = h("button", { type: "button", class: "btn", id: "emu-end-call",
-    onclick: () => emulator.endCall() }, "End call");
+  /** Run a steering action; what Connect would refuse is shown, not thrown. */
+  const act = (fn) => () => {
+    problem.textContent = "";
+    try {
+      fn();
+    } catch (err) {
+      problem.textContent = err.message;
+    }
+  };
+  const button = (id, label, fn) => h("button", { type: "button", class: "btn", id, onclick: act(fn) }, label);
+
+  const caller = h("input", { id: "emu-caller", class: "field", type: "tel", value: "+15555550123",
+    "aria-label": "Caller's number" });
+  const ring = button("emu-ring", "Ring", () => emulator.incomingCall({ phoneNumber: caller.value.trim(),
+    attributes: DEMO_ATTRIBUTES, queue: "Billing" }));
+  const hangUp = button("emu-hang-up", "Customer hangs up", () => emulator.customerHangsUp());
+  const partyAnswers = button("emu-party-answers", "Third party answers", () => emulator.thirdPartyAnswers());
+  const startCall = button("emu-start-call", "Start call", () => emulator.startCall());
+  const endCall = button("emu-end-call", "End call", () => emulator.endCall());
+  const method = h("select", { id: "emu-method", class: "field", "aria-label": "Backend call" },
+    ...["putAgentState", "mute", ...CONTACT_METHODS].map((m) => h("option", { value: m }, m)));
 
   container.replaceChildren(h("div", { class: "emu" },
     h("div", { class: "emu__head" },
@@ -48,22 +104,24 @@ export function renderEmulatorPanel(container, emulator) {
       h("span", { class: "emu__login" }, `(${emulator.username})`)),
     h("p", { class: "emu__hint" },
       "The real Amazon Connect Streams library runs on this page; only its backend is emulated."),
-    stateLine, nextLine, callLine,
+    stateLine, nextLine, callLine, contactList,
     h("div", { class: "emu__row" },
       h("label", { for: "emu-select" }, "Agent picks a state in the CCP"),
-      h("div", { class: "emu__inline" }, select,
-        h("button", { type: "button", class: "btn", id: "emu-apply",
-          onclick: () => emulator.selectState(select.value) }, "Set"))),
+      h("div", { class: "emu__inline" }, select, button("emu-apply", "Set", () => emulator.selectState(select.value)))),
     h("div", { class: "emu__row" },
-      h("span", { class: "emu__label" }, "Call"),
-      h("div", { class: "emu__inline" }, startCall, endCall)),
+      h("label", { for: "emu-caller" }, "A customer calls"),
+      h("div", { class: "emu__inline" }, caller, ring)),
     h("div", { class: "emu__row" },
-      h("span", { class: "emu__label" }, "Next putAgentState"),
-      h("div", { class: "emu__inline" },
-        h("button", { type: "button", class: "btn", id: "emu-fail",
-          onclick: () => emulator.failNext("putAgentState") }, "Fail it"),
-        h("button", { type: "button", class: "btn", id: "emu-never",
-          onclick: () => emulator.neverAnswerNext("putAgentState") }, "Never answer"))),
+      h("span", { class: "emu__label" }, "On the call"),
+      h("div", { class: "emu__inline" }, hangUp, partyAnswers, startCall, endCall)),
+    h("div", { class: "emu__row" },
+      h("label", { for: "emu-method" }, "Next backend call"),
+      h("div", { class: "emu__inline" }, method,
+        button("emu-fail", "Fail it", () => emulator.failNext(method.value)),
+        button("emu-never", "Never answer", () => emulator.neverAnswerNext(method.value)))),
+    h("p", { class: "emu__quick" }, "Quick connects: ",
+      emulator.quickConnects.map((q) => `${q.name}${q.phoneNumber ? ` (${q.phoneNumber})` : ""}`).join(", ")),
+    problem,
     h("p", { class: "emu__calls" }, "Backend calls seen: ", callsSeen, " · last: ", lastCall)));
 
   const update = () => {
@@ -73,11 +131,17 @@ export function renderEmulatorPanel(container, emulator) {
     stateTime.dataset.since = String(snapshot.state.startTimestamp.getTime());
     nextLine.textContent = snapshot.nextState ? `Next state (queued): ${snapshot.nextState.name}` : "";
     nextLine.hidden = !snapshot.nextState;
-    callLine.textContent = emulator.call
-      ? `On a softphone call with ${emulator.call.phoneNumber}${emulator.muted ? " · muted" : ""}`
-      : "No call";
-    startCall.disabled = Boolean(emulator.call);
-    endCall.disabled = !emulator.call;
+    const { call } = emulator;
+    callLine.textContent = callSummary(emulator);
+    contactList.replaceChildren(...emulator.contacts.map(contactItem));
+    contactList.hidden = emulator.contacts.length === 0;
+    const live = Boolean(call);
+    ring.disabled = emulator.contacts.length > 0 || emulator.selected.type !== "routable";
+    hangUp.disabled = !live;
+    partyAnswers.disabled = !emulator.contacts.some((c) => c.connections.some((p) => !p.initial
+      && p.type !== "agent" && p.state.type === "connecting"));
+    startCall.disabled = emulator.contacts.length > 0;
+    endCall.disabled = emulator.contacts.length === 0;
     if (document.activeElement !== select) select.value = emulator.selected.name;
     callsSeen.textContent = String(emulator.calls.length);
     const last = emulator.calls[emulator.calls.length - 1];

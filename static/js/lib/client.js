@@ -20,7 +20,15 @@
  */
 
 import { isError, kindOf, parseKind } from "./kind.js";
-import { CloseCode, ErrorType, HELLO, HUMAN_MESSAGES, PROVIDER_STATUS, REPLACED, WELCOME } from "./names.js";
+import {
+  CloseCode, ErrorType, HELLO, HUMAN_MESSAGES, PROVIDER_STATUS, REFRESH, REFRESHED, REPLACED, WELCOME,
+} from "./names.js";
+import { tokenExpiry } from "./token.js";
+
+/** Share of a token's remaining life after which a fresh one is presented on the open connection. */
+const REFRESH_AT = 0.8;
+/** Longest wait between attempts when a refresh fails, in ms. */
+const REFRESH_RETRY_MS = 5_000;
 
 /**
  * Error types the client raises itself; they never travel on the wire (the
@@ -197,6 +205,9 @@ export class BridgeClient extends EventTarget {
     this._connections = 0;
     this._refusal = null;
     this._replaced = false;
+    /** When the current connection's token expires (ms since the epoch), when known. */
+    this._tokenExpiresAt = null;
+    this._refreshTimer = null;
   }
 
   // -- state --------------------------------------------------------------
@@ -269,6 +280,7 @@ export class BridgeClient extends EventTarget {
     this._closedForGood = true;
     clearTimeout(this._retryTimer);
     clearTimeout(this._connectTimer);
+    clearTimeout(this._refreshTimer);
     const socket = this._socket;
     this._socket = null;
     if (socket && socket.readyState <= 1) socket.close(CloseCode.NORMAL, "bye");
@@ -495,6 +507,7 @@ export class BridgeClient extends EventTarget {
         return;
       }
       if (this._closedForGood) return; // close() while the token was being fetched
+      this._tokenExpiresAt = tokenExpiry(token);
     }
     let socket;
     try {
@@ -530,6 +543,7 @@ export class BridgeClient extends EventTarget {
     if (socket !== this._socket) return;
     this._socket = null;
     clearTimeout(this._connectTimer);
+    clearTimeout(this._refreshTimer);
     this._failPending(ClientErrorType.CONNECTION_LOST,
       `connection to ${this.url} closed (code ${code}${reason ? `: ${reason}` : ""}) with the request in flight`,
       "The connection to the bridge was lost; the request may not have been carried out.");
@@ -621,6 +635,10 @@ export class BridgeClient extends EventTarget {
       this._welcomed(envelope.message || {});
       return;
     }
+    if (kind === REFRESHED) { // session control, not an event of the agent
+      if (pending) this._settle(envelope.replyTo, pending, pending.resolve, envelope);
+      return;
+    }
     if (kind === PROVIDER_STATUS && envelope.message) {
       this._providerConnected = Boolean(envelope.message.connected);
     }
@@ -638,7 +656,40 @@ export class BridgeClient extends EventTarget {
     this._connections += 1;
     this._openedAt = Date.now();
     this._last.clear(); // `last` is per connection: the retained replays follow at once
+    if (typeof this._token === "function") this._scheduleRefresh(this._socket, 0);
     this._setState(ConnectionState.OPEN, { welcome: message });
+  }
+
+  /**
+   * With a token function, present a fresh token on the open connection
+   * (Bridge/Session/Refresh) before the current one expires, so that the hub
+   * does not close it (4003). `retryInMs` > 0: a failed attempt, tried again.
+   */
+  _scheduleRefresh(socket, retryInMs) {
+    clearTimeout(this._refreshTimer);
+    const expiresAt = this._tokenExpiresAt;
+    if (expiresAt === null) return;
+    const left = expiresAt - Date.now();
+    if (retryInMs > 0 && left <= 0) return; // the hub closes it; the reconnect gets a fresh token
+    const delay = retryInMs > 0 ? Math.min(retryInMs, left / 2) : left * REFRESH_AT;
+    this._refreshTimer = setTimeout(() => this._refreshToken(socket, expiresAt), Math.max(0, delay));
+  }
+
+  async _refreshToken(socket, expiresAt) {
+    if (socket !== this._socket) return;
+    try {
+      const token = await this._token();
+      const fresh = tokenExpiry(token);
+      if (fresh === null || fresh <= expiresAt) throw new Error("the token function gave no later expiry");
+      await this.request(REFRESH, { token });
+      if (socket !== this._socket) return;
+      this._tokenExpiresAt = fresh;
+      this._scheduleRefresh(socket, 0);
+    } catch (err) {
+      if (socket !== this._socket) return;
+      console.warn("connect-bridge: refreshing the token failed; retrying", err && err.message ? err.message : err);
+      this._scheduleRefresh(socket, REFRESH_RETRY_MS);
+    }
   }
 
   _settle(id, pending, settle, value) {

@@ -15,8 +15,25 @@ export const SET_NOT_READY = "Amazon/Agent/SetNotReady";
 export const SET_READY = "Amazon/Agent/SetReady";
 export const STATE_SYNC = "Amazon/Agent/StateSync";
 export const UNMUTE = "Amazon/Agent/Unmute";
+export const ANSWER = "Amazon/InboundCall/Answer";
+export const CLEAR_CONTACT = "Amazon/InboundCall/ClearContact";
+export const CONFERENCE = "Amazon/InboundCall/Conference";
+export const CONSULT = "Amazon/InboundCall/Consult";
+export const DISCONNECT = "Amazon/InboundCall/Disconnect";
+export const GET_QUICK_CONNECTS = "Amazon/InboundCall/GetQuickConnects";
+export const HOLD = "Amazon/InboundCall/Hold";
+export const INBOUND_CALL_STATE_CHANGE = "Amazon/InboundCall/InboundCallStateChange";
+export const REJECT = "Amazon/InboundCall/Reject";
+export const RESUME = "Amazon/InboundCall/Resume";
+export const SEND_DTMF = "Amazon/InboundCall/SendDTMF";
+export const SET_MAKE_CALL = "Amazon/InboundCall/SetMakeCall";
+export const INBOUND_CALL_STATE_SYNC = "Amazon/InboundCall/StateSync";
+export const SWAP = "Amazon/InboundCall/Swap";
+export const TRANSFER = "Amazon/InboundCall/Transfer";
 export const HELLO = "Bridge/Session/Hello";
 export const PROVIDER_STATUS = "Bridge/Session/ProviderStatus";
+export const REFRESH = "Bridge/Session/Refresh";
+export const REFRESHED = "Bridge/Session/Refreshed";
 export const REPLACED = "Bridge/Session/Replaced";
 export const WELCOME = "Bridge/Session/Welcome";
 
@@ -35,6 +52,19 @@ export const ErrorType = Object.freeze({
   UPDATE_AGENT_STATE_FAILED: "UPDATE_AGENT_STATE_FAILED",
   MUTE_FAILED: "MUTE_FAILED",
   AGENT_STATE_NOT_FOUND: "AGENT_STATE_NOT_FOUND",
+  ANSWER_CALL_FAILED: "ANSWER_CALL_FAILED",
+  CALL_NOT_FOUND: "CALL_NOT_FOUND",
+  CLEAR_CONTACT_FAILED: "CLEAR_CONTACT_FAILED",
+  CONFERENCE_CALL_FAILED: "CONFERENCE_CALL_FAILED",
+  CONSULT_CALL_FAILED: "CONSULT_CALL_FAILED",
+  DISCONNECT_CALL_FAILED: "DISCONNECT_CALL_FAILED",
+  HOLD_CALL_FAILED: "HOLD_CALL_FAILED",
+  REJECT_CALL_FAILED: "REJECT_CALL_FAILED",
+  RESUME_CALL_FAILED: "RESUME_CALL_FAILED",
+  SEND_DTMF_FAILED: "SEND_DTMF_FAILED",
+  MAKE_CALL_FAILED: "MAKE_CALL_FAILED",
+  SWAP_CALL_FAILED: "SWAP_CALL_FAILED",
+  TRANSFER_CALL_FAILED: "TRANSFER_CALL_FAILED",
 });
 
 /** The sentence shown to a person for each error type. */
@@ -52,6 +82,19 @@ export const HUMAN_MESSAGES = Object.freeze({
   UPDATE_AGENT_STATE_FAILED: "The agent state could not be changed.",
   MUTE_FAILED: "Mute could not be changed.",
   AGENT_STATE_NOT_FOUND: "Specified Agent State not found.",
+  ANSWER_CALL_FAILED: "Answering call failed.",
+  CALL_NOT_FOUND: "No such call.",
+  CLEAR_CONTACT_FAILED: "Clearing the contact failed.",
+  CONFERENCE_CALL_FAILED: "Conference call failed.",
+  CONSULT_CALL_FAILED: "Consult call failed.",
+  DISCONNECT_CALL_FAILED: "Disconnecting call failed.",
+  HOLD_CALL_FAILED: "Call hold failed.",
+  REJECT_CALL_FAILED: "Rejecting call failed.",
+  RESUME_CALL_FAILED: "Resuming call failed.",
+  SEND_DTMF_FAILED: "Failed to send DTMF.",
+  MAKE_CALL_FAILED: "Make call failed.",
+  SWAP_CALL_FAILED: "Swapping calls failed.",
+  TRANSFER_CALL_FAILED: "Call transfer failed.",
 });
 
 /** WebSocket close codes the hub uses. */
@@ -61,5 +104,6 @@ export const CloseCode = Object.freeze({
   POLICY_VIOLATION: 1008,
   MESSAGE_TOO_BIG: 1009,
   REPLACED: 4001,
+  TOKEN_EXPIRED: 4003,
   TOO_SLOW: 4008,
 });

@@ -25,6 +25,7 @@ const QUERY_KEYS = {
   latency: "latencyMs",
   refresh: "refreshMs",
   name: "name",
+  template: "template", // screenpop.html: the CRM URL template
 };
 
 const NUMBER_KEYS = new Set(["callTimeoutMs", "requestTimeoutMs", "latencyMs", "refreshMs"]);

@@ -59,7 +59,8 @@ export class CcpStatus {
     const item = document.createElement("li");
     item.className = entry.errorType ? "frame frame--error" : "frame";
     const what = entry.errorType ? `${entry.errorType}` : entry.kind.split("/").pop();
-    const detail = entry.kind.endsWith("SetAgentState") ? ` · ${entry.message.event}` : "";
+    let detail = entry.kind.endsWith("SetAgentState") ? ` · ${entry.message.event}` : "";
+    if (entry.kind.endsWith("InboundCallStateChange")) detail = ` · ${entry.message.call.event}`;
     const reply = entry.replyTo ? " ↩" : "";
     item.textContent = `${what}${detail}${reply}${entry.sent ? "" : " (not sent: offline)"}`;
     if (entry.errorMessage) item.title = entry.errorMessage;

@@ -80,7 +80,8 @@ function startProvider(agent) {
     ...(settings.token ? { token: settings.token } : { agent: username }),
     source: settings.source || "ccp-provider",
   });
-  const provider = new Provider({ agent, client, callTimeoutMs: settings.callTimeoutMs ?? 8000 });
+  const provider = new Provider({ agent, client, callTimeoutMs: settings.callTimeoutMs ?? 8000,
+    onContact: (f) => window.connect.contact(f) });
   client.addStateListener((state, detail) => {
     status.showHub(detail);
     if (state === "closed" && detail.error) {

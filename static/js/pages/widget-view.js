@@ -5,6 +5,8 @@
  */
 
 import { coarseLabel, formatDuration } from "../lib/format.js";
+import { CallCards, TargetPicker, keypadGrid } from "./call-card.js";
+import { nextStateName } from "./call-logic.js";
 import { MenuButton } from "./menu-button.js";
 import { Notices } from "./notices.js";
 
@@ -29,7 +31,10 @@ export class WidgetView {
   /**
    * @param {Document} doc
    * @param {{onReady: Function, onNotReady: (reason: string) => void, onLogout: Function,
-   *   onMute: Function, onUnmute: Function}} actions
+   *   onMute: Function, onUnmute: Function,
+   *   onCallAction: (callId: string, action: string, data: any) => Promise<boolean>,
+   *   onDial: (data: string|{endpointARN: string}) => Promise<boolean>,
+   *   onQuickConnects: () => void}} actions the call actions are CallCards' (call-card.js)
    */
   constructor(doc, actions) {
     const $ = (id) => doc.getElementById(id);
@@ -43,6 +48,16 @@ export class WidgetView {
     this.duration = $("state-duration");
     this.muteStatus = $("mute-status");
     this.staleNote = $("state-stale-note");
+    this.nextState = $("state-next");
+    this.nextStateName = $("state-next-name");
+    this.calls = new CallCards($("calls"), { onAction: actions.onCallAction,
+      onQuickConnects: actions.onQuickConnects });
+    this.dialer = $("dialer");
+    this.dialPicker = new TargetPicker($("dial-form"), actions.onDial);
+    $("dial-keys").append(keypadGrid(doc, "Dial pad", (key) => this.dialPicker.type(key)));
+    this.dialer.addEventListener("toggle", () => {
+      if (this.dialer.open) actions.onQuickConnects();
+    });
     this.buttons = {
       ready: $("btn-ready"),
       notReady: $("btn-notready"),
@@ -92,6 +107,9 @@ export class WidgetView {
     this.stateCoarse.textContent = data.type === "system" ? `${coarseLabel(data.state)} (on a call)`
       : coarseLabel(data.state);
     this.muteStatus.hidden = !data.muted;
+    const next = nextStateName(message);
+    this.nextState.hidden = next === null;
+    this.nextStateName.textContent = next || "";
     this._since = Date.parse(data.stateChangeTime);
     this._tick();
     if (data.name) this.showAgent(data.loginName && data.loginName !== data.name
@@ -152,6 +170,35 @@ export class WidgetView {
     })));
   }
 
+  /**
+   * Draw the live contacts' cards.
+   * @param {Map<string, object>} calls by contact id
+   * @param {{usable: boolean, stale: boolean, busy: Map<string, Set<string>>}} context
+   */
+  showCalls(calls, context) {
+    this.calls.render(calls, context);
+  }
+
+  /** The quick connects for every picker (null: not loaded yet). */
+  showQuickConnects(endpoints) {
+    this.calls.setQuickConnects(endpoints);
+    this.dialPicker.setQuickConnects(endpoints);
+  }
+
+  /**
+   * The dial pad's Call button follows the agent's `make_call` rule.
+   * @param {object|null} message SetAgentState's message
+   * @param {boolean} usable
+   * @param {boolean} busy SetMakeCall in flight
+   */
+  applyDialer(message, usable, busy) {
+    const items = (message && message.rules && message.rules.ButtonStates
+      && message.rules.ButtonStates.items) || {};
+    const verdict = items.make_call || "Enable";
+    this.dialer.hidden = verdict === "Hide";
+    this.dialPicker.setUsable(usable && verdict === "Enable", busy);
+  }
+
   /** Show an error's msg (the technical cause goes in the tooltip). */
   showError(error) {
     this.notices.show(error.msg || "The request failed.", {
@@ -164,6 +211,7 @@ export class WidgetView {
   }
 
   _tick() {
+    this.calls.tick();
     if (this._since === null || Number.isNaN(this._since)) return;
     const ms = Date.now() - this._since;
     this.duration.textContent = formatDuration(ms);

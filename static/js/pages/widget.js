@@ -1,6 +1,8 @@
 /**
  * The agent's widget: joins the hub as an app for one agent, shows the
- * agent's state and offers the state buttons the provider's rules allow.
+ * agent's state and offers the state buttons the provider's rules allow;
+ * shows a card per live contact (call-card.js) with the call controls
+ * `ButtonStates` allows, and a dial pad.
  *
  * Settings (lib/page-config.js): `?agent=agent1` on an open-mode hub, or
  * `?token=...`; optional `?hub=ws://host:port/ws` (default: this page's host).
@@ -9,11 +11,28 @@
 
 import { BridgeClient } from "../lib/client.js";
 import {
-  GET_STATES, LOGOUT, MUTE, PROVIDER_STATUS, SET_AGENT_STATE, SET_NOT_READY, SET_READY, STATE_SYNC,
-  UNMUTE,
+  ANSWER, CLEAR_CONTACT, CONFERENCE, CONSULT, DISCONNECT, GET_QUICK_CONNECTS, GET_STATES, HOLD,
+  INBOUND_CALL_STATE_CHANGE, INBOUND_CALL_STATE_SYNC, LOGOUT, MUTE, PROVIDER_STATUS, REJECT, RESUME,
+  SEND_DTMF, SET_AGENT_STATE, SET_MAKE_CALL, SET_NOT_READY, SET_READY, STATE_SYNC, SWAP, TRANSFER, UNMUTE,
 } from "../lib/names.js";
 import { readPageConfig } from "../lib/page-config.js";
+import { callsAfter, callsFromSync } from "./call-logic.js";
 import { WidgetView } from "./widget-view.js";
+
+/** A call card's action -> the request it sends (call-card.js names the actions). */
+const CALL_KINDS = {
+  answer: ANSWER,
+  reject: REJECT,
+  hold: HOLD,
+  resume: RESUME,
+  disconnect: DISCONNECT,
+  clearContact: CLEAR_CONTACT,
+  conference: CONFERENCE,
+  swap: SWAP,
+  dtmf: SEND_DTMF,
+  consult: CONSULT,
+  transfer: TRANSFER,
+};
 
 /** What the widget knows; every change goes through render(). */
 const model = {
@@ -27,6 +46,16 @@ const model = {
   busy: new Set(),
   /** GetStates was asked since the provider last came up. */
   loaded: false,
+  /** The live contacts by id, in the order they first appeared (call-logic.js). */
+  calls: new Map(),
+  /** Call actions in flight, by contact id. */
+  callBusy: new Map(),
+  /** SetMakeCall in flight. */
+  dialing: false,
+  /** Quick connects from GetQuickConnects: null until loaded for this provider. */
+  quickConnects: null,
+  /** A GetQuickConnects is in flight or answered since the provider last came up. */
+  quickConnectsAsked: false,
 };
 
 const settings = readPageConfig();
@@ -38,6 +67,9 @@ const view = new WidgetView(document, {
   onLogout: () => act("logout", LOGOUT),
   onMute: () => act("mute", MUTE),
   onUnmute: () => act("unmute", UNMUTE),
+  onCallAction: callAct,
+  onDial: dial,
+  onQuickConnects: loadQuickConnects,
 });
 
 function render() {
@@ -48,6 +80,9 @@ function render() {
   view.markStale(!live || model.state === null);
   view.applyButtons(model.state, live && model.state !== null, model.busy);
   view.showReasons(model.states, model.state ? model.state.event : null);
+  view.showCalls(model.calls, { usable: live, stale: !live, busy: model.callBusy });
+  view.applyDialer(model.state, live && model.state !== null, model.dialing);
+  view.showQuickConnects(model.quickConnects);
 }
 
 /**
@@ -65,6 +100,76 @@ async function act(button, kind, data) {
     model.busy.delete(button);
     render();
   }
+}
+
+/**
+ * Send a call card's request. The answer is the contact's InboundCallStateChange,
+ * which reaches every widget through its handler, so only errors are handled here.
+ * @returns {Promise<boolean>} true when the request succeeded
+ */
+async function callAct(callId, action, data) {
+  const busy = model.callBusy.get(callId) || new Set();
+  model.callBusy.set(callId, busy.add(action));
+  render();
+  try {
+    await client.request(CALL_KINDS[action], data);
+    return true;
+  } catch (error) {
+    view.showError(error);
+    return false;
+  } finally {
+    busy.delete(action);
+    if (busy.size === 0) model.callBusy.delete(callId);
+    render();
+  }
+}
+
+/** The dial pad: SetMakeCall with a checked E.164 number or a quick connect. */
+async function dial(data) {
+  model.dialing = true;
+  render();
+  try {
+    await client.request(SET_MAKE_CALL, data);
+    return true;
+  } catch (error) {
+    view.showError(error);
+    return false;
+  } finally {
+    model.dialing = false;
+    render();
+  }
+}
+
+/** Ask for the quick connects once per provider connection, when a picker first opens. */
+async function loadQuickConnects() {
+  if (model.quickConnectsAsked || !client || client.state !== "open" || !model.providerConnected) return;
+  model.quickConnectsAsked = true;
+  try {
+    const answer = await client.request(GET_QUICK_CONNECTS);
+    model.quickConnects = answer.message.endpoints;
+  } catch (error) {
+    model.quickConnectsAsked = false; // the next opening tries again
+    model.quickConnects = [];
+    view.showError(error);
+  }
+  render();
+}
+
+/**
+ * The provider's live contacts now. When a provider (re)joins, the hub forgets
+ * the calls it retained and the provider publishes its live ones: a contact that
+ * ended while no provider was connected never gets its Dropped event, so the
+ * widget takes the provider's list instead of keeping a ghost card.
+ */
+async function syncCalls() {
+  try {
+    const answer = await client.request(INBOUND_CALL_STATE_SYNC);
+    model.calls = callsFromSync(answer.message.calls);
+  } catch (error) {
+    // Not the agent's business: the cards keep what the events said.
+    console.warn("connect-bridge widget: could not sync the calls", error.message);
+  }
+  render();
 }
 
 /** Fill the Not Ready menu, and the state too if no SetAgentState came with the join. */
@@ -86,11 +191,16 @@ async function loadFromProvider() {
 /** The provider came or went: ask it for the menu once each time it comes. */
 function providerIs(connected) {
   model.providerConnected = connected;
-  if (!connected) model.loaded = false;
+  if (!connected) {
+    model.loaded = false;
+    model.quickConnects = null;
+    model.quickConnectsAsked = false;
+  }
   render();
   if (connected && !model.loaded) {
     model.loaded = true;
     loadFromProvider();
+    syncCalls();
   }
 }
 
@@ -115,6 +225,8 @@ function start() {
   client.addStateListener((state, detail) => {
     model.hub = state;
     if (state === "open") {
+      // The hub replays the retained calls right after Welcome: start from them.
+      model.calls = new Map();
       view.showAgent(detail.welcome.agent);
       providerIs(client.providerConnected);
       return;
@@ -128,6 +240,10 @@ function start() {
   client.on(PROVIDER_STATUS, () => providerIs(client.providerConnected));
   client.on(SET_AGENT_STATE, (envelope) => {
     model.state = envelope.message;
+    render();
+  });
+  client.on(INBOUND_CALL_STATE_CHANGE, (envelope) => {
+    model.calls = callsAfter(model.calls, envelope.message.call);
     render();
   });
   // Errors nobody asked about (e.g. RATE_LIMITED on a frame without an id).

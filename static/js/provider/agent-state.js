@@ -9,8 +9,11 @@
  * @module provider/agent-state
  */
 
-/** Contact states in which a softphone call has live media (mute acts on it). */
-const LIVE_CALL_STATES = new Set(["connecting", "connected"]);
+/**
+ * Contact states in which a softphone call has live media (mute acts on it):
+ * a ringing contact is "connecting" too, and has none yet.
+ */
+const LIVE_CALL_STATES = new Set(["connected"]);
 
 /**
  * ISO-8601 UTC with milliseconds, as the schemas demand, or null.
@@ -117,6 +120,10 @@ export function agentData(agent, muted) {
   // rather than send a frame the schema refuses.
   data.stateChangeTime = isoTime(state.startTimestamp) || new Date().toISOString();
   data.type = state.type;
+  // A Ready or Not Ready asked for during a call is queued by Connect
+  // (calls.md, "The agent's state on a call").
+  const next = typeof agent.getNextState === "function" ? agent.getNextState() : null;
+  if (next && next.name) data.nextState = { name: next.name, type: next.type };
   return data;
 }
 

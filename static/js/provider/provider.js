@@ -1,22 +1,24 @@
 /**
- * The provider: carries out the apps' requests on the Streams agent API and
- * publishes the agent's state to the hub.
+ * The provider: carries out the apps' requests on the Streams agent and
+ * contact API and publishes the agent's state and calls to the hub.
  *
  * It runs in the agent's Streams page (ccp.html) beside the CCP, or beside the
  * emulated CCP backend; the code is the same, since both expose the real
- * `connect.agent` API. What it must respect (shared/protocol/streams-notes.md):
+ * `connect.agent` / `connect.contact` API. What it must respect
+ * (shared/protocol/streams-notes.md), in provider/pending.js for every call:
  * - `setState` takes a state object from `getAgentStates()`, and is called with
  *   `{enqueueNextState: true}` so a change asked for during a call is queued
  *   instead of refused;
  * - `success` only means Connect accepted the call; the change shows up with a
  *   later snapshot, so the answer to a request is sent when the snapshot shows
- *   the new state (or shows it queued as the next state);
+ *   it (the new state, the state queued as the next state, the held call...);
  * - `failure` usually gets a JSON string;
  * - a callback may never come (401/403), so every call has its own timeout;
  * - there is no mute getter: `muted` is tracked from `onMuteToggle`.
+ * The call family (shared/protocol/calls.md) lives in provider/call-control.js.
  *
- * It needs no page: give it a `connect.Agent` (real, or a fake in tests) and
- * a BridgeClient with role "provider".
+ * It needs no page: give it a `connect.Agent` (real, or a fake in tests),
+ * `connect.contact`, and a BridgeClient with role "provider".
  * @module provider/provider
  */
 
@@ -26,36 +28,18 @@ import {
   STATE_SYNC, UNMUTE,
 } from "../lib/names.js";
 import { onSoftphoneCall, setAgentStateMessage, stateOptions, stateSyncMessage } from "./agent-state.js";
+import { CallControl } from "./call-control.js";
+import { describeFailure, parseStreamsFailure, PendingRequests } from "./pending.js";
+
+export { parseStreamsFailure };
 
 const FAILED = ErrorType.UPDATE_AGENT_STATE_FAILED;
 const NOT_FOUND = ErrorType.AGENT_STATE_NOT_FOUND;
 const MUTE_FAILED = ErrorType.MUTE_FAILED;
 
-/**
- * The readable cause of a Streams `failure` callback: `"Type: message"`.
- * Streams usually passes a JSON string, sometimes an object or an Error.
- * @param {unknown} err
- * @returns {{type: string, message: string}}
- */
-export function parseStreamsFailure(err) {
-  let value = err;
-  if (typeof value === "string") {
-    try {
-      value = JSON.parse(value);
-    } catch {
-      return { type: "", message: value };
-    }
-  }
-  if (value && typeof value === "object") {
-    const type = typeof value.type === "string" ? value.type : (value.name || "");
-    const message = typeof value.message === "string" ? value.message : JSON.stringify(value);
-    return { type: String(type), message };
-  }
-  return { type: "", message: String(value) };
-}
-
-function describe(failure) {
-  return failure.type ? `${failure.type}: ${failure.message}` : failure.message;
+/** The sentence for an error type, as the schemas declare it (names.js). */
+function sentence(errorType) {
+  return HUMAN_MESSAGES[errorType] || "The agent's softphone could not do this.";
 }
 
 /**
@@ -73,19 +57,31 @@ export class Provider extends EventTarget {
   /**
    * @param {object} options
    * @param {object} options.agent   the connect.Agent from `connect.agent(cb)`
+   * @param {(f: (contact: object) => void) => object} [options.onContact] `connect.contact`: hands
+   *   over each new contact (to follow its onAccepted)
    * @param {import("../lib/client.js").BridgeClient} options.client a client with role "provider"
    * @param {number} [options.callTimeoutMs=8000] how long one Streams call may take; below the
    *   hub's 10 s request timeout so the app gets the provider's precise error first
    */
-  constructor({ agent, client, callTimeoutMs = 8000 }) {
+  constructor({ agent, onContact, client, callTimeoutMs = 8000 }) {
     super();
     this.agent = agent;
     this.client = client;
     this.callTimeoutMs = callTimeoutMs;
     /** muted as last reported by onMuteToggle; Streams has no getter. */
     this.muted = false;
-    /** @type {Set<object>} state or mute changes waiting to show up in a snapshot */
-    this._ops = new Set();
+    this.pending = new PendingRequests({
+      timeoutMs: callTimeoutMs,
+      sendError: (request, errorType, errorMessage, msg) => this._error(request, errorType, errorMessage, msg),
+    });
+    this.calls = new CallControl({
+      agent,
+      onContact,
+      pending: this.pending,
+      send: (kind, message, replyTo) => this._send(kind, message, replyTo),
+      sendError: (request, errorType, errorMessage, msg) => this._error(request, errorType, errorMessage, msg),
+      sentence,
+    });
     this._lastPublished = null;
     /** Every frame this provider sent, newest last (for the page and for tests). */
     this.sent = [];
@@ -105,6 +101,8 @@ export class Provider extends EventTarget {
         this._sync();
       }),
     );
+    if (typeof agent.onClearedNextState === "function") this._subscriptions.push(agent.onClearedNextState(sync));
+    this.calls.start(sync);
     const handlers = {
       [SET_NOT_READY]: (req) => this._setNotReady(req),
       [SET_READY]: (req) => this._setReady(req),
@@ -113,6 +111,7 @@ export class Provider extends EventTarget {
       [UNMUTE]: (req) => this._mute(req, false),
       [GET_STATES]: (req) => this._reply(req, GET_STATES, { states: stateOptions(this.agent) }),
       [STATE_SYNC]: (req) => this._reply(req, STATE_SYNC, stateSyncMessage(this.agent, this.muted)),
+      ...this.calls.handlers(),
     };
     this._offRequests = this.client.onRequest((envelope) => {
       const kind = kindOf(envelope);
@@ -128,27 +127,27 @@ export class Provider extends EventTarget {
         // The Streams API throws StateError when its core is not ready; the app
         // must still get an answer.
         const failure = parseStreamsFailure(err);
-        this._error(envelope, kind === MUTE || kind === UNMUTE ? MUTE_FAILED : FAILED, describe(failure),
+        this._error(envelope, kind === MUTE || kind === UNMUTE ? MUTE_FAILED : FAILED, describeFailure(failure),
           "The agent's softphone could not carry out the request.");
       }
     });
-    // Every (re)connection gets the current state at once, so the hub's
-    // retained state is never older than the provider's last session.
+    // Every (re)connection gets the current state and calls at once, so the
+    // hub's retained state is never older than the provider's last session.
     this._offClientState = this.client.addStateListener((state) => {
-      if (state === "open") this.publishState();
+      if (state === "open") this._publishAll();
     });
-    if (this.client.state === "open") this.publishState();
+    if (this.client.state === "open") this._publishAll();
     return this;
   }
 
-  /** Undo start(): unsubscribe everything and fail pending changes. */
+  /** Undo start(): unsubscribe everything and forget pending requests. */
   stop() {
     for (const sub of this._subscriptions) sub.unsubscribe();
     this._subscriptions = [];
+    this.calls.stop();
     this._offRequests?.();
     this._offClientState?.();
-    for (const op of this._ops) clearTimeout(op.timer);
-    this._ops.clear();
+    this.pending.clear();
   }
 
   /** Publish SetAgentState for the current snapshot, optionally answering a request. */
@@ -159,7 +158,13 @@ export class Provider extends EventTarget {
     return sent;
   }
 
-  // -- requests -----------------------------------------------------------
+  /** On joining: SetAgentState, then one InboundCallStateChange per live contact (calls.md). */
+  _publishAll() {
+    this.publishState();
+    this.calls.publishAll();
+  }
+
+  // -- agent-state requests -------------------------------------------------------
 
   _setNotReady(request) {
     const wanted = request.data && request.data.ReasonCodeId;
@@ -200,28 +205,18 @@ export class Provider extends EventTarget {
    * the state or as the queued next state, or with an error on failure or timeout.
    */
   _changeState(request, target) {
-    const op = { request, kind: "state", target, accepted: false, timer: null };
-    op.timer = setTimeout(() => {
-      const stage = op.accepted ? "accepted the change but no snapshot showed it"
-        : "did not answer putAgentState";
-      this._finish(op, FAILED,
-        `Amazon Connect ${stage} for '${target.name}' within ${this.callTimeoutMs} ms`,
-        "Amazon Connect did not answer in time; the agent state was not changed.");
-    }, this.callTimeoutMs);
-    this._ops.add(op);
-    this.agent.setState(target, {
-      success: () => {
-        if (!this._ops.has(op)) return; // already timed out
-        op.accepted = true;
-        this._sync();
-      },
-      failure: (err) => {
-        const failure = parseStreamsFailure(err);
-        const because = failure.message ? ` ${failure.message}` : "";
-        this._finish(op, FAILED, `putAgentState '${target.name}' failed: ${describe(failure)}`,
-          `Amazon Connect refused the state change.${because}`.trim());
-      },
-    }, { enqueueNextState: true });
+    const same = (s) => Boolean(s) && s.name === target.name
+      && (s.agentStateARN || null) === (target.agentStateARN || null);
+    const { callbacks } = this.pending.wait({
+      request,
+      errorType: FAILED,
+      action: `putAgentState '${target.name}'`,
+      reached: () => same(this.agent.getState()) || same(this.agent.getNextState()),
+      answer: () => this.publishState(request.id),
+      failureMsg: (failure) => `Amazon Connect refused the state change.${failure.message ? ` ${failure.message}` : ""}`,
+      timeoutMsg: "Amazon Connect did not answer in time; the agent state was not changed.",
+    });
+    this.agent.setState(target, callbacks, { enqueueNextState: true });
   }
 
   /** Mute or unmute; only a live softphone call has a microphone to mute. */
@@ -236,52 +231,35 @@ export class Provider extends EventTarget {
       this.publishState(request.id);
       return;
     }
-    const op = { request, kind: "mute", wantMuted, accepted: true, timer: null };
-    op.timer = setTimeout(() => {
-      this._finish(op, MUTE_FAILED, `the softphone did not confirm ${verb} within ${this.callTimeoutMs} ms`,
-        `The softphone did not confirm ${verb} in time.`);
-    }, this.callTimeoutMs);
-    this._ops.add(op);
+    // The softphone's confirmation (onMuteToggle) is the only answer there is.
+    this.pending.wait({
+      request,
+      errorType: MUTE_FAILED,
+      action: `the softphone's ${verb}`,
+      accepted: true,
+      reached: () => this.muted === wantMuted,
+      answer: () => this.publishState(request.id),
+      failureMsg: () => `The softphone could not ${verb}.`,
+      timeoutMsg: `The softphone did not confirm ${verb} in time.`,
+    });
     if (wantMuted) this.agent.mute();
     else this.agent.unmute();
   }
 
   // -- snapshot handling ---------------------------------------------------
 
-  /** Whether the current snapshot shows what `op` asked for. */
-  _reached(op) {
-    if (op.kind === "mute") return this.muted === op.wantMuted;
-    const current = this.agent.getState();
-    const next = this.agent.getNextState();
-    const same = (s) => Boolean(s) && s.name === op.target.name
-      && (s.agentStateARN || null) === (op.target.agentStateARN || null);
-    return same(current) || same(next);
-  }
-
   /**
-   * Run on every snapshot and mute toggle: answer the requests whose change
-   * has shown up, and publish an unsolicited SetAgentState when what apps see
-   * has changed (the same snapshot repeated by onRefresh publishes nothing).
+   * Run on every snapshot, mute toggle and accepted contact: answer the
+   * requests whose effect has shown up, publish each call that changed, then
+   * an unsolicited SetAgentState when what apps see of the agent has changed
+   * (the same snapshot repeated by onRefresh publishes nothing). Calls come
+   * first: a cleared contact's Dropped precedes the state it leads to.
    */
   _sync() {
-    let answered = false;
-    for (const op of [...this._ops]) {
-      if (op.accepted && this._reached(op)) {
-        this._ops.delete(op);
-        clearTimeout(op.timer);
-        this.publishState(op.request.id);
-        answered = true;
-      }
-    }
-    if (answered) return;
+    this.pending.check();
+    this.calls.sync();
     const message = JSON.stringify(setAgentStateMessage(this.agent, this.muted));
     if (message !== this._lastPublished) this.publishState();
-  }
-
-  _finish(op, errorType, errorMessage, msg) {
-    if (!this._ops.delete(op)) return; // answered already
-    clearTimeout(op.timer);
-    this._error(op.request, errorType, errorMessage, msg);
   }
 
   // -- sending -------------------------------------------------------------
