@@ -17,6 +17,7 @@ from bridge import __version__
 from bridge.cli.options import hub_options, read_secret, secret_options
 from bridge.hub import http
 from bridge.hub.config import HubConfig
+from bridge.logs import limit_repeats
 from bridge.protocol import Role
 from bridge.protocol.catalog import Catalog, CatalogError
 from bridge.protocol.tokens import issue_token
@@ -33,6 +34,7 @@ def main(verbose: int) -> None:
     """connect-bridge: one WebSocket bus between Amazon Connect agent desktops and the apps around them."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limit_repeats()  # a flood of refused clients must not flood the log
 
 
 @main.command()
