@@ -101,6 +101,7 @@ class ErrorType(StrEnum):
     CONFERENCE_CALL_FAILED = "CONFERENCE_CALL_FAILED"
     CONSULT_CALL_FAILED = "CONSULT_CALL_FAILED"
     DISCONNECT_CALL_FAILED = "DISCONNECT_CALL_FAILED"
+    GET_QUICK_CONNECTS_FAILED = "GET_QUICK_CONNECTS_FAILED"
     HOLD_CALL_FAILED = "HOLD_CALL_FAILED"
     REJECT_CALL_FAILED = "REJECT_CALL_FAILED"
     RESUME_CALL_FAILED = "RESUME_CALL_FAILED"
@@ -131,6 +132,7 @@ HUMAN_MESSAGES: Final[dict[ErrorType, str]] = {
     ErrorType.CONFERENCE_CALL_FAILED: "Conference call failed.",
     ErrorType.CONSULT_CALL_FAILED: "Consult call failed.",
     ErrorType.DISCONNECT_CALL_FAILED: "Disconnecting call failed.",
+    ErrorType.GET_QUICK_CONNECTS_FAILED: "Getting the quick connects failed.",
     ErrorType.HOLD_CALL_FAILED: "Call hold failed.",
     ErrorType.REJECT_CALL_FAILED: "Rejecting call failed.",
     ErrorType.RESUME_CALL_FAILED: "Resuming call failed.",

@@ -295,18 +295,30 @@ async def test_through_the_emulated_ccp_ring_answer_hang_up_clear(browse: Browse
     await expect(card.locator(".call-card__vars")).to_contain_text("C-20411")
     await card.get_by_role("button", name="Answer").click()
     await expect(card.locator(".call-card__state")).to_have_text("Connected")
+    await card.get_by_role("button", name="Hold").click()
+    await expect(card.locator(".call-card__state")).to_have_text("On hold")
+    await card.get_by_role("button", name="Resume").click()
+    await expect(card.locator(".call-card__state")).to_have_text("Connected")
+    await card.get_by_role("button", name="Keypad").click()
+    await card.get_by_label("Digits").fill("12#")
+    await card.get_by_role("button", name="Send").click()
+    await expect(card.get_by_label("Digits")).to_have_value("")
     await card.get_by_role("button", name="Hang up").click()
     await expect(card.locator(".call-card__state")).to_have_text("After-call work")
     await card.get_by_role("button", name="Clear after-call work").click()
     await expect(card).to_have_count(0)
     await assert_fits(widget)
     # The CTI calls the clicks became, through the real Streams library.
-    methods = await ccp.evaluate("() => window.ccpEmulator.calls.map((call) => call.method)")
-    assert [method for method in methods if not method.startswith("upstream:")] == [
+    calls = await ccp.evaluate("() => window.ccpEmulator.calls.filter((c) => !c.method.startsWith('upstream:'))")
+    assert [call["method"] for call in calls] == [
         "acceptContact",
+        "holdConnection",
+        "resumeConnection",
+        "sendDigits",
         "destroyConnection",
         "clearContact",
     ]
+    assert calls[3]["params"]["digits"] == "12#"
 
 
 async def test_through_the_emulated_ccp_dial_pad_and_transfer_to_a_quick_connect(browse: Browse) -> None:
