@@ -179,7 +179,7 @@ async def test_healthz_counts_connections(open_hub: HubServer) -> None:
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(open_hub.http_url + "/healthz").read())
     health = orjson.loads(body)
     assert health["status"] == "ok"
-    assert health["connections"] == {"app": 2, "provider": 1}
+    assert health["connections"] == {"app": 2, "provider": 1, "supervisor": 0}
     assert health["agents"] == 2 and health["providers"] == 1
 
 
@@ -213,3 +213,18 @@ async def test_a_frame_larger_than_the_limit_closes_with_1009_others_unharmed(op
     assert await big.closed() == 1009
     await provider.send(seed_event())
     assert (await other.recv())["subtopic"] == "SetAgentState"
+
+
+async def test_a_key_given_twice_reaches_apps_only_as_validated(open_hub: HubServer) -> None:
+    """A parser that keeps the first of two keys must never see what the hub did not validate."""
+    provider, _ = await join(open_hub.url, "provider")
+    app = await join_app(open_hub.url)
+    text = sample_text("seed-SetAgentState.event.json")
+    doubled = text.replace('"message"', '"message": {"event": "forged", "rogue": true}, "message"', 1)
+    await provider.send(doubled)
+    got = await app.recv_kind("SetAgentState")
+    assert got == sample("seed-SetAgentState.event.json")
+    # The frame on the wire holds one "message": what the schema checked.
+    await provider.send(doubled)
+    raw = await app.ws.recv()
+    assert isinstance(raw, str) and raw.count('"message"') == 1 and "rogue" not in raw

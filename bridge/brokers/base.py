@@ -50,6 +50,8 @@ from typing import Final, Protocol
 
 #: What :meth:`Broker.send_request` returns when the request may or may not have been delivered.
 UNCONFIRMED: Final = ""
+#: Most agents :meth:`Broker.known_agents` returns (what one supervisor's join may read).
+MAX_KNOWN_AGENTS: Final = 10_000
 
 
 class PublicationType(StrEnum):
@@ -179,6 +181,28 @@ class Broker(abc.ABC):
         When it returns nothing more of the agent reaches the handler, not
         even a publication already on its way. Idempotent. A broker that
         keeps retained frames per node (memory) forgets the agent's here.
+        """
+
+    @abc.abstractmethod
+    async def follow_all(self) -> None:
+        """Deliver every agent's publications to this node (a supervisor of every agent is here).
+
+        Like :meth:`follow` for every agent at once, those that appear later
+        included: in effect when it returns, idempotent, and a publication is
+        delivered once even for an agent also followed by name. While it
+        lasts, a broker that keeps retained frames per node keeps every
+        agent's (as if followed).
+        """
+
+    @abc.abstractmethod
+    async def unfollow_all(self) -> None:
+        """End :meth:`follow_all`: only the agents followed by name are delivered again."""
+
+    @abc.abstractmethod
+    async def known_agents(self) -> list[str]:
+        """The agents the bus knows now (a provider registered, or retained frames), at most :data:`MAX_KNOWN_AGENTS`.
+
+        What a supervisor of every agent is replayed when it joins.
         """
 
     @abc.abstractmethod

@@ -9,7 +9,16 @@ the agent left (:meth:`MemoryBroker.unfollow`).
 
 from __future__ import annotations
 
-from bridge.brokers.base import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from itertools import islice
+
+from bridge.brokers.base import (
+    MAX_KNOWN_AGENTS,
+    Broker,
+    BrokerHandler,
+    ProviderLocation,
+    Publication,
+    PublicationType,
+)
 from bridge.brokers.retained import RetainedFrames
 
 
@@ -20,6 +29,8 @@ class MemoryBroker(Broker):
         self.node_id = node_id
         self._handler: BrokerHandler | None = None
         self._followed: set[str] = set()
+        #: A supervisor of every agent is here: every agent is followed.
+        self._all = False
         self._retained = RetainedFrames()
         self._providers: dict[str, str] = {}
 
@@ -35,11 +46,27 @@ class MemoryBroker(Broker):
     async def unfollow(self, agent: str) -> None:
         self._followed.discard(agent)
         # Nobody of this agent is left anywhere: its retained state goes too,
-        # or a hub serving many short-lived agents would grow without bound.
-        self._retained.forget(agent)
+        # or a hub serving many short-lived agents would grow without bound
+        # (unless a supervisor of every agent is here: it follows them all).
+        if not self._all and agent not in self._providers:
+            self._retained.forget(agent)
+
+    async def follow_all(self) -> None:
+        self._all = True
+
+    async def unfollow_all(self) -> None:
+        self._all = False
+        for agent in self._retained.agents():
+            if agent not in self._followed and agent not in self._providers:
+                self._retained.forget(agent)
+
+    async def known_agents(self) -> list[str]:
+        known = dict.fromkeys(self._providers)
+        known.update(dict.fromkeys(self._retained.agents()))
+        return list(islice(known, MAX_KNOWN_AGENTS))
 
     async def publish(self, agent: str, publication: Publication) -> None:
-        if self._handler is not None and agent in self._followed:
+        if self._handler is not None and (self._all or agent in self._followed):
             self._handler.on_publication(agent, publication)
 
     async def set_retained(self, agent: str, slot: str, data: bytes) -> None:

@@ -42,6 +42,10 @@ class RetainedFrames:
         """Forget every slot of the agent."""
         self._agents.pop(agent, None)
 
+    def agents(self) -> list[str]:
+        """The agents with retained frames (a new list)."""
+        return list(self._agents)
+
 
 class RetainedCopy:
     """A node's copy of the retained frames of the agents whose provider it holds.

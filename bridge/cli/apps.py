@@ -44,6 +44,7 @@ from bridge.cli.describe import (
     format_duration,
     parse_time,
 )
+from bridge.cli.joining import agents_option, joining, require_target, supervisor_option
 from bridge.cli.options import config_option
 from bridge.client import (
     BridgeClient,
@@ -126,7 +127,9 @@ def connection_options(func: F) -> F:
             help="A token for a secured hub; see `connect-bridge token`.",
         ),
         click.option(
-            "--agent", help="The agent to join on an open (demo) hub, instead of a token."
+            "--agent",
+            help="The agent to join on an open (demo) hub, instead of a token; as a supervisor "
+            "(a supervisor token, or --supervisor), the agent to act for.",
         ),
     ]
     for option in reversed(options):
@@ -251,6 +254,7 @@ def request_data(kind: Kind, reason: str | None, data_json: str | None) -> dict[
 @click.option(
     "--source", default="connect-bridge-cli", show_default=True, help="This app's name on the bus."
 )
+@supervisor_option
 @connection_options
 @click.pass_context
 def send(
@@ -261,6 +265,7 @@ def send(
     timeout: float,
     pretty: bool,
     source: str,
+    supervisor: bool,
     url: str,
     token: str | None,
     agent: str | None,
@@ -272,20 +277,23 @@ def send(
     to stderr and the exit status says which kind of failure it was (see
     docs/client.md).
 
+    With a supervisor token (or --supervisor on an open hub), --agent names
+    the agent to send for; the token must grant control.
+
     \b
       connect-bridge send SetNotReady --reason Break --agent agent1
       connect-bridge send GetStates --agent agent1 | jq '.message.states'
+      connect-bridge send SetNotReady --reason Break --agent agent7 --token "$SUPERVISOR_TOKEN"
     """
     kind = request_kind(request_name)
     data = request_data(kind, reason, data_json)
-    who = credentials(ctx, token, agent)
+    who = joining(ctx, token, agent, supervisor=supervisor, control=True)
+    require_target(who)
 
     async def main() -> int:
         try:
-            async with BridgeClient(
-                url, token=who.token, agent=who.agent, source=source, request_timeout=timeout
-            ) as bus:
-                answer = await bus.request(*kind, data, timeout=timeout)
+            async with who.client(url, source=source, request_timeout=timeout) as bus:
+                answer = await bus.request(*kind, data, timeout=timeout, agent=who.target)
         except BridgeError as exc:
             report(exc)
             return exit_code(exc)
@@ -411,6 +419,46 @@ class PrettyView:
             self.redraw()
 
 
+class SupervisorView(PrettyView):
+    """``listen --pretty`` for a supervisor: each line names its agent, and the status
+    line counts the agents in scope by state, on a call, and with the provider down."""
+
+    def __init__(self, out: IO[str], bus: BridgeClient, live: bool) -> None:
+        super().__init__(out, bus, live)
+        #: The live calls by (agent, contact id), from the call events seen (gone at Dropped).
+        self.agent_calls: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def status(self, now: datetime) -> str:
+        states: dict[str, int] = {}
+        down = 0
+        for agent in self.bus.seen_agents:
+            state = self.bus.last("Amazon/Agent/SetAgentState", agent=agent)
+            data = (state or {}).get("message", {}).get("data")
+            name = str(data.get("state", "unknown")) if isinstance(data, dict) else "unknown"
+            states[name] = states.get(name, 0) + 1
+            provider = self.bus.last("Bridge/Session/ProviderStatus", agent=agent)
+            if provider is not None and not (provider.get("message") or {}).get("connected"):
+                down += 1
+        on_call = len({agent for agent, _ in self.agent_calls})
+        parts = [f"{len(self.bus.seen_agents)} agents", *(f"{name} {n}" for name, n in sorted(states.items()))]
+        parts += [f"on a call {on_call}", f"provider down {down}"]
+        connection = "" if self.bus.state is ConnectionState.OPEN else f" · {self.bus.state}"
+        return f"{self.bus.supervisor or 'supervisor'} ▸ {' · '.join(parts)}{connection}"
+
+    def event(self, envelope: dict[str, Any]) -> None:
+        agent = str(envelope.get("agent", "?"))
+        message = envelope.get("message")
+        call = message.get("call") if isinstance(message, dict) else None
+        if envelope.get("subtopic") == "InboundCallStateChange" and isinstance(call, dict):
+            key = (agent, str(call.get("id")))
+            if call.get("event") == "Dropped":
+                self.agent_calls.pop(key, None)
+            else:
+                self.agent_calls[key] = call
+        when, _, rest = describe_event(envelope, datetime.now(UTC)).partition("  ")
+        self.line(f"{when}  {agent}  {rest}")
+
+
 @click.command("listen")
 @click.option(
     "--kind",
@@ -428,6 +476,8 @@ class PrettyView:
     show_default=True,
     help="This app's name on the bus.",
 )
+@supervisor_option
+@agents_option
 @connection_options
 @click.pass_context
 def listen(
@@ -438,6 +488,8 @@ def listen(
     duration: float | None,
     quiet: bool,
     source: str,
+    supervisor: bool,
+    agents_text: str | None,
     url: str,
     token: str | None,
     agent: str | None,
@@ -447,20 +499,27 @@ def listen(
     The retained state is printed first (marked "retained": true). Reconnects by
     itself when the hub restarts; connection notes go to stderr.
 
+    As a supervisor (a supervisor token, or --supervisor --agents on an open
+    hub) it prints the events of every agent in scope, each with its "agent";
+    --agent then shows only that agent.
+
     \b
       connect-bridge listen --agent agent1 | jq -c '.message.data.state'
       connect-bridge listen --agent agent1 --pretty
+      connect-bridge listen --supervisor --agents '*' | jq -c '[.agent, .subtopic]'
+      connect-bridge listen --token "$SUPERVISOR_TOKEN" --pretty
     """
     for name in kinds:
         try:
             Kind.parse(name)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--kind") from exc
-    who = credentials(ctx, token, agent)
+    who = joining(ctx, token, agent, supervisor=supervisor, agents_text=agents_text)
 
     async def main() -> int:
-        bus = BridgeClient(url, token=who.token, agent=who.agent, source=source)
-        view = PrettyView(sys.stdout, bus, live=sys.stdout.isatty()) if pretty else None
+        bus = who.client(url, source=source)
+        view_class = SupervisorView if who.supervising else PrettyView
+        view = view_class(sys.stdout, bus, live=sys.stdout.isatty()) if pretty else None
 
         def note(state: ConnectionState) -> None:
             if quiet:
@@ -479,7 +538,7 @@ def listen(
         ticker = asyncio.create_task(view.tick()) if view is not None and view.live else None
         seen = 0
         try:
-            async with asyncio.timeout(duration), bus.events(*kinds) as events:
+            async with asyncio.timeout(duration), bus.events(*kinds, agent=who.target) as events:
                 async for envelope in events:
                     if view is not None:
                         view.event(envelope)
@@ -759,30 +818,49 @@ def _log_virtual_agent(va: Any, url: str) -> None:
 # ----- demo ------------------------------------------------------------------------------
 
 
+#: Agents in the demo by default: enough for a wallboard to show a floor.
+DEMO_AGENTS: Final = 8
+#: Seconds between the state changes the demo's floor makes by itself.
+DEMO_FLOOR_EVERY: Final = 10.0
+#: The wallboard's query: every agent, with the actions (the open hub grants control).
+WALLBOARD_QUERY: Final = "agents=*&control=1"
+
+
 @click.command("demo")
 @config_option("port", envvar=None, help="Port on 127.0.0.1 (0 picks a free one).")
 @click.option(
     "--agents",
-    default=1,
+    default=DEMO_AGENTS,
     show_default=True,
     type=click.IntRange(1, 100),
     help="How many virtual agents (agent1, agent2, ...).",
 )
+@click.option(
+    "--floor-every",
+    default=DEMO_FLOOR_EVERY,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    callback=lambda ctx, param, value: value or None,
+    help="Seconds between state changes of agent3 and up, made by a supervisor over the bus (0: never).",
+)
 @call_options(call_every=DEMO_CALL_EVERY, call_length=20.0, ring_timeout=20.0, acw_timeout=10.0)
-def demo(port: int, agents: int, **calling: Any) -> None:
+def demo(port: int, agents: int, floor_every: float | None, **calling: Any) -> None:
     """Run a complete local bus: an open hub on loopback, virtual agents, and the pages.
 
     Nothing needs Amazon Connect: the agents are simulated, and a call rings
     for each of them every --call-every seconds while it is Available (0:
-    never). Ctrl-C stops it.
+    never). agent1 and agent2 start Available and are yours to drive; from
+    agent3 on they start on a break, on a call, at lunch..., and every
+    --floor-every seconds one of them changes state, so the wallboard shows a
+    floor at work. Ctrl-C stops it.
     """
-    run_async(run_demo(port, agents, sys.stdout, **calling))
+    run_async(run_demo(port, agents, sys.stdout, floor_every=floor_every, **calling))
 
 
-async def run_demo(port: int, agents: int, out: IO[str], **calling: Any) -> int:
+async def run_demo(port: int, agents: int, out: IO[str], *, floor_every: float | None = None, **calling: Any) -> int:
     """The demo: hub plus agents until cancelled, then a clean shutdown."""
+    from bridge.cli.floor import Floor
     from bridge.hub.server import HubServer
-    from bridge.sim.virtual_agent import VirtualAgent
 
     hub = HubServer(HubConfig(host="127.0.0.1", port=port, open_mode=True))
     try:
@@ -790,41 +868,56 @@ async def run_demo(port: int, agents: int, out: IO[str], **calling: Any) -> int:
     except OSError as exc:
         click.echo(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", err=True)
         return EXIT_CONNECTION
-    started: list[VirtualAgent] = []
+    floor = Floor(hub.url, agents, floor_every=floor_every, **calling)
     try:
-        for number in range(1, agents + 1):
-            va = VirtualAgent(hub.url, agent=f"agent{number}", source="virtual-agent", **calling)
-            await va.start()
-            started.append(va)
-        _print_demo(hub.port, hub.http_url, hub.url, agents, _has_pages(hub.static_dir), out, calling.get("call_every"))
+        await floor.start()
+        _print_demo(hub.port, hub.http_url, hub.url, agents, _has_pages(hub.static_dir), out, calling.get("call_every"),
+                    wallboard=_has_page(hub.static_dir, "wallboard.html"))
         await asyncio.Event().wait()  # until Ctrl-C cancels us
         return EXIT_OK  # pragma: no cover - unreachable
     finally:
-        for va in started:
-            await va.close()
+        await floor.close()
         await hub.close()
         write_line(out, "demo stopped")
 
 
 def _has_pages(static_dir: Path | None) -> bool:
-    return static_dir is not None and (static_dir / "widget.html").is_file()
+    return _has_page(static_dir, "widget.html")
+
+
+def _has_page(static_dir: Path | None, name: str) -> bool:
+    return static_dir is not None and (static_dir / name).is_file()
 
 
 def _print_demo(
-    port: int, http_url: str, ws_url: str, agents: int, pages: bool, out: IO[str], call_every: float | None = None
+    port: int,
+    http_url: str,
+    ws_url: str,
+    agents: int,
+    pages: bool,
+    out: IO[str],
+    call_every: float | None = None,
+    *,
+    wallboard: bool = False,
 ) -> None:
+    from bridge.cli.floor import STEADY
+
     agent_list = ", ".join(f"agent{n}" for n in range(1, agents + 1))
     free_agent = f"agent{agents + 1}"
+    floor = (f"agent1, agent2 start Available and off call; agent{STEADY + 1} and up on a break, a call, lunch... "
+             "and change state now and then" if agents > STEADY else "logged in, Available, off call")
     lines = [
         "connect-bridge demo: an OPEN hub (no tokens) on loopback only",
         f"  hub        {ws_url}",
         f"  health     {http_url}/healthz",
-        f"  agents     {agent_list} (virtual: logged in, Available, off call)",
+        f"  agents     {agent_list} (virtual: {floor})",
         f"  calls      {f'one rings for each Available agent every {call_every:g} s' if call_every else 'off'}",
         "",
     ]
     if pages:
         pages_to_open = [
+            *([(f"{http_url}/wallboard.html?{WALLBOARD_QUERY}", "the wallboard: every agent, live, with actions")]
+              if wallboard else []),
             (f"{http_url}/widget.html?agent=agent1", "agent1's widget (its provider is virtual)"),
             (
                 f"{http_url}/ccp.html?emulate=1&agent={free_agent}",
@@ -847,6 +940,8 @@ def _print_demo(
         f"  connect-bridge send SetReady --agent agent1{url_option}",
         f"  connect-bridge call answer --agent agent1{url_option}     # when a call rings",
         f"  connect-bridge call dial +15555550100 --agent agent1{url_option}",
+        f"  connect-bridge listen --supervisor --agents '*'{url_option}     # every agent, one JSON line per event",
+        f"  connect-bridge send SetNotReady --reason Break --supervisor --agent agent2{url_option}",
         "",
         "Ctrl-C stops the demo.",
     ]

@@ -12,6 +12,9 @@ TARGET (dial, consult, transfer) is an E.164 number (``+18005550111``), a
 quick connect's ARN (``arn:aws:connect:…``), or a quick connect's name, which
 is looked up with ``GetQuickConnects`` (case-insensitive; exit status 2 when
 no quick connect has that name).
+
+With a supervisor token (control granted), ``--agent`` names the agent whose
+call it is, as for ``send``.
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ from bridge.cli.apps import (
     EXIT_OK,
     EXIT_USAGE,
     connection_options,
-    credentials,
     exit_code,
     report,
     run_async,
     write_line,
 )
 from bridge.cli.describe import describe_call, describe_quick_connect
-from bridge.client import BridgeClient, BridgeError, Call, Calls, QuickConnect
+from bridge.cli.joining import joining, require_target, supervisor_option
+from bridge.client import BridgeError, Call, Calls, QuickConnect
 
 #: A subcommand's work: given the helpers, the answer to print (or an exit status).
 Work = Callable[[Calls], Awaitable["Call | list[Call] | list[QuickConnect] | int"]]
@@ -58,6 +61,7 @@ def call_command(name: str, help_text: str, build: Callable[..., Work], *argumen
         help="Seconds to wait for the answer (the hub's own deadline usually ends it first).",
     )
     @click.option("--source", default="connect-bridge-call", show_default=True, help="This app's name on the bus.")
+    @supervisor_option
     @connection_options
     @click.pass_context
     def command(
@@ -66,20 +70,20 @@ def call_command(name: str, help_text: str, build: Callable[..., Work], *argumen
         pretty: bool,
         timeout: float,
         source: str,
+        supervisor: bool,
         url: str,
         token: str | None,
         agent: str | None,
         **arguments: Any,
     ) -> None:
-        who = credentials(ctx, token, agent)
+        who = joining(ctx, token, agent, supervisor=supervisor, control=True)
+        require_target(who)
         work = build(**arguments)
 
         async def main() -> int:
             try:
-                async with BridgeClient(
-                    url, token=who.token, agent=who.agent, source=source, request_timeout=timeout
-                ) as bus:
-                    result = await work(Calls(bus, timeout=timeout))
+                async with who.client(url, source=source, request_timeout=timeout) as bus:
+                    result = await work(Calls(bus, timeout=timeout, agent=who.target))
             except BridgeError as exc:
                 report(exc)
                 return exit_code(exc)

@@ -14,6 +14,7 @@ import click
 import orjson
 
 from bridge import __version__
+from bridge.cli.joining import parse_agents
 from bridge.cli.options import hub_options, read_secret, secret_options
 from bridge.hub import http
 from bridge.hub.config import HubConfig
@@ -88,16 +89,38 @@ async def run_hub(config: HubConfig, *, ready_message: bool = True) -> None:
 
 
 @main.command()
-@click.option("--agent", required=True, help="The agent's login name (Streams username).")
+@click.option("--agent", help="The agent's login name (Streams username): app and provider tokens.")
 @click.option("--role", type=click.Choice([r.value for r in Role]), default="app", show_default=True)
+@click.option("--name", help="A supervisor's own name (the token's sub).  [default: supervisor]")
+@click.option("--agents", "agents_text", metavar="A,B|'*'",
+              help="A supervisor's agents, comma-separated, or '*' for every agent of the hub.")
+@click.option("--control", is_flag=True, help="A supervisor may also send requests for its agents.")
 @click.option("--ttl", default=3600, show_default=True, type=int, help="Seconds until it expires.")
 @secret_options
-def token(agent: str, role: str, ttl: int, secret_file: Path | None, secret: str | None) -> None:
-    """Print a signed token for an agent and role."""
+def token(agent: str | None, role: str, name: str | None, agents_text: str | None, control: bool, ttl: int,
+          secret_file: Path | None, secret: str | None) -> None:
+    """Print a signed token for an agent and role, or for a supervisor and its agents.
+
+    \b
+      connect-bridge token --agent agent1 --role provider
+      connect-bridge token --role supervisor --name lead1 --agents agent1,agent2 --control
+      connect-bridge token --role supervisor --agents '*'
+    """
+    scope: list[str] | None = None
+    if role == Role.SUPERVISOR:
+        if agent is not None:
+            raise click.UsageError("a supervisor token names its agents with --agents, itself with --name")
+        if agents_text is None:
+            raise click.UsageError("a supervisor token needs --agents (names, comma-separated, or '*')")
+        scope, agent = parse_agents(agents_text), name or "supervisor"
+    elif name is not None or agents_text is not None or control:
+        raise click.UsageError("--name, --agents and --control are for --role supervisor")
+    elif agent is None:
+        raise click.UsageError("missing --agent (the agent's login name)")
     secret = read_secret(secret_file, secret)
     if not secret:
         raise click.UsageError("no secret: set BRIDGE_SECRET or pass --secret-file")
-    click.echo(issue_token(secret, agent=agent, role=role, ttl=ttl))
+    click.echo(issue_token(secret, agent=agent, role=role, ttl=ttl, agents=scope, control=control))
 
 
 @main.command()

@@ -247,17 +247,21 @@ class CallStream:
 
 
 class Calls:
-    """The call family on one app's :class:`BridgeClient`.
+    """The call family on one app's :class:`BridgeClient`, or on a supervisor's for one agent.
 
     ``timeout`` is the client's own limit per request (default: the
     client's ``request_timeout``); the hub's per-kind deadline (longer for
     SetMakeCall, Consult and Transfer, see docs/kinds.md) normally ends a
     request first.
+
+    ``agent`` (a supervisor's client): the agent whose calls these are; its
+    requests need a scope that holds it and ``control``.
     """
 
-    def __init__(self, bus: BridgeClient, *, timeout: float | None = None) -> None:
+    def __init__(self, bus: BridgeClient, *, timeout: float | None = None, agent: str | None = None) -> None:
         self.bus = bus
         self.timeout = timeout
+        self.agent = agent
 
     # ----- events --------------------------------------------------------------------
 
@@ -268,7 +272,7 @@ class Calls:
         Create it right after the client starts to see the replay of the first
         connection; :meth:`state_sync` asks the provider for the live calls at any time.
         """
-        return CallStream(self.bus.events(INBOUND_CALL_STATE_CHANGE))
+        return CallStream(self.bus.events(INBOUND_CALL_STATE_CHANGE, agent=self.agent))
 
     # ----- requests ------------------------------------------------------------------
 
@@ -345,5 +349,5 @@ class Calls:
         return Call.from_event(await self._request(kind, data))
 
     async def _request(self, kind: Kind, data: Any) -> Envelope:
-        return await self.bus.request_any(kind, data, timeout=self.timeout)
+        return await self.bus.request_any(kind, data, timeout=self.timeout, agent=self.agent)
 

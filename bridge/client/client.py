@@ -11,6 +11,13 @@ Apps::
 Providers (``role="provider"``) read :meth:`BridgeClient.requests` and answer
 with :meth:`BridgeClient.publish` or :meth:`BridgeClient.send_error`.
 
+Supervisors (``role="supervisor"``, protocol 1.2) follow many agents on one
+connection: ``BridgeClient(url, role="supervisor", token=...)``, or on an open
+hub ``agents=["*"]`` (and ``control=True``). Every event they receive carries
+its agent (``event["agent"]``, or :func:`agent_of`); :meth:`BridgeClient.last`,
+:meth:`BridgeClient.events` and :meth:`BridgeClient.wait_for` take ``agent=``,
+and with control ``request(kind, data, agent="agent7")`` acts for that agent.
+
 Tokens: give a function as ``token`` and the client calls it before every
 connection, and again before the current token expires, sending the fresh
 one on the open connection (``Bridge/Session/Refresh``): a long-lived
@@ -67,6 +74,7 @@ from bridge.protocol import (
     kind_of,
     request,
 )
+from bridge.protocol.tokens import check_scope
 
 __all__ = [
     "AgentStateNotFound",
@@ -92,6 +100,7 @@ __all__ = [
     "Stream",
     "TokenSource",
     "UpdateAgentStateFailed",
+    "agent_of",
     "backoff_delay",
     "error_from_envelope",
 ]
@@ -136,6 +145,11 @@ class BridgeError(Exception):
         self.request = request
         self.envelope = envelope
 
+    @property
+    def agent(self) -> str | None:
+        """The agent an error to a supervisor is about (its ``agent`` key), else None."""
+        return agent_of(self.envelope) if self.envelope is not None else None
+
 
 class RequestFailed(BridgeError):
     """The hub or the provider answered a frame with an error envelope."""
@@ -150,7 +164,8 @@ class NotAuthenticated(RequestFailed):
 
 
 class Forbidden(RequestFailed):
-    """FORBIDDEN: a kind this role may not send."""
+    """FORBIDDEN: a kind this role may not send; for a supervisor, a request
+    without control, without ``agent``, or for an agent outside its scope."""
 
 
 class ProviderUnavailable(RequestFailed):
@@ -370,6 +385,22 @@ class Stream(Generic[T]):
         self.close()
 
 
+def agent_of(envelope: Envelope) -> str | None:
+    """The agent a frame received by a supervisor is about (its top-level ``agent``).
+
+    Apps and providers receive frames without it: None.
+    """
+    agent = envelope.get("agent")
+    return agent if isinstance(agent, str) else None
+
+
+def _agent_filter(agent: str | Iterable[str] | None) -> frozenset[str] | None:
+    """``agent=`` of :meth:`BridgeClient.events`: one name, several, or None (every agent)."""
+    if agent is None:
+        return None
+    return frozenset([agent] if isinstance(agent, str) else agent)
+
+
 def _kind_name(kind: str | Kind) -> str:
     return str(kind) if isinstance(kind, Kind) else str(Kind.parse(kind))
 
@@ -389,6 +420,29 @@ def _request_arguments(
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"a request's data is a dict, not {type(data).__name__}")
     return name, data
+
+
+def _check_credentials(
+    role: Role, token: object, agent: str | None, agents: Iterable[str] | None, control: bool
+) -> tuple[str, ...]:
+    """Refuse a combination the hub would refuse anyway; returns a supervisor's asked scope."""
+    if role is not Role.SUPERVISOR:
+        if agents is not None or control:
+            raise ValueError("agents and control are for role='supervisor'")
+        if (token is None) == (agent is None):
+            raise ValueError("give exactly one of token (secured hub) or agent (open hub)")
+        return ()
+    if agent is not None:
+        raise ValueError("a supervisor gives agents=[...] (open hub) or token=..., not agent")
+    if (token is None) == (agents is None):
+        raise ValueError("a supervisor gives exactly one of token (secured hub) or agents (open hub)")
+    if agents is None:
+        if control:
+            raise ValueError("with a token, control comes from the token's claims")
+        return ()
+    if isinstance(agents, str):
+        raise ValueError('agents is a list of names, e.g. ["agent1"] or ["*"], not a string')
+    return tuple(check_scope(list(agents), ValueError))
 
 
 def backoff_delay(
@@ -433,10 +487,13 @@ def refresh_delay(expires_at: float, now: float) -> float:
 
 
 class BridgeClient:
-    """One connection to the hub, for one agent, as an app or the agent's provider.
+    """One connection to the hub: for one agent, as an app or the agent's provider;
+    or for many agents, as a supervisor.
 
     Give either ``token`` (a secured hub; a string, or a function returning a
     fresh one, called before every connection) or ``agent`` (an open demo hub).
+    A supervisor on an open hub gives ``agents`` (names, or ``["*"]`` for every
+    agent) and ``control`` instead of ``agent``; with a token, both come from it.
 
     Timing parameters are in seconds. Backoff before reconnect attempt ``n``
     (from 0) is a uniform random delay in ``[0, min(backoff_max,
@@ -462,6 +519,8 @@ class BridgeClient:
         stable_after: float = 10.0,
         max_queue: int = 10_000,
         max_frame_size: int = 64 * 1024,
+        agents: Iterable[str] | None = None,
+        control: bool = False,
     ) -> None:
         """``request_timeout`` is the client's own limit per request; keep it
         above the hub's (10 s by default) so that the hub's REQUEST_TIMEOUT,
@@ -471,13 +530,16 @@ class BridgeClient:
         fails at once with :class:`ConnectFailed` if the hub cannot be reached;
         when true it keeps trying with backoff, as after a drop (for
         long-running providers started before the hub).
+
+        ``agents`` and ``control`` (supervisors on an open hub): the agents to
+        follow, or ``["*"]``, and whether to ask for control (sending requests
+        for them). The hub grants what an open hub's supervisor asks.
         """
-        if (token is None) == (agent is None):
-            raise ValueError("give exactly one of token (secured hub) or agent (open hub)")
+        self.role = Role(role)
+        scope = _check_credentials(self.role, token, agent, agents, control)
         if not 1 <= len(source) <= 64:
             raise ValueError("source must be 1 to 64 characters")
         self.url = url
-        self.role = Role(role)
         self.source = source
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
@@ -490,6 +552,8 @@ class BridgeClient:
         self.max_frame_size = max_frame_size
         self._token = token
         self._agent_name = agent
+        self._scope = scope
+        self._control = control
 
         self._state = ConnectionState.IDLE
         self._closing = False
@@ -497,6 +561,9 @@ class BridgeClient:
         self._runner: asyncio.Task[None] | None = None
         self._pending: dict[str, tuple[asyncio.Future[Envelope], Kind]] = {}
         self._last: dict[str, Envelope] = {}
+        # A supervisor's latest event per (kind, agent), and the agents heard of, in order.
+        self._last_by_agent: dict[tuple[str, str], Envelope] = {}
+        self._seen: dict[str, None] = {}
         self._listeners: list[StateListener] = []
         self._state_waiters: list[
             tuple[frozenset[ConnectionState], asyncio.Future[ConnectionState]]
@@ -507,9 +574,11 @@ class BridgeClient:
         self._requests: Stream[Envelope] = Stream(lambda _: True, max_queue, lambda _: None)
         self._rng = random.Random()
 
-        #: The last ``Welcome`` message: ``{agent, role, connectionId, providerConnected}``.
+        #: The last ``Welcome`` message: ``{agent, role, connectionId, providerConnected}``;
+        #: a supervisor's: ``{role, supervisor, agents, control, connectionId}``.
         self.welcome: dict[str, Any] | None = None
-        #: Whether the agent's provider is connected, from Welcome and ProviderStatus.
+        #: Whether the agent's provider is connected, from Welcome and ProviderStatus
+        #: (always None for a supervisor: see ``last(PROVIDER_STATUS, agent=...)``).
         self.provider_connected: bool | None = None
         #: Why the client closed for good, when it was not :meth:`close`.
         self.close_error: BridgeError | None = None
@@ -581,10 +650,42 @@ class BridgeClient:
 
     @property
     def agent(self) -> str | None:
-        """The agent this client joined (from ``Welcome``), or the one it asked for."""
-        if self.welcome is not None:
+        """The agent this client joined (from ``Welcome``), or the one it asked for;
+        None for a supervisor (see :attr:`supervisor` and :attr:`scope`)."""
+        if self.welcome is not None and "agent" in self.welcome:
             return str(self.welcome["agent"])
         return self._agent_name
+
+    @property
+    def supervisor(self) -> str | None:
+        """A supervisor's own name as the hub granted it (the token's ``sub``, or on an
+        open hub this client's ``source``); None for other roles."""
+        if self.role is not Role.SUPERVISOR:
+            return None
+        if self.welcome is not None and "supervisor" in self.welcome:
+            return str(self.welcome["supervisor"])
+        return None
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """A supervisor's agents as granted in ``Welcome`` (``("*",)`` for every agent),
+        or as asked for before it; ``()`` for other roles."""
+        if self.welcome is not None and isinstance(self.welcome.get("agents"), list):
+            return tuple(str(name) for name in self.welcome["agents"])
+        return self._scope
+
+    @property
+    def control(self) -> bool:
+        """Whether this supervisor may send requests (from ``Welcome``, else as asked)."""
+        if self.welcome is not None and "control" in self.welcome:
+            return bool(self.welcome["control"])
+        return self._control
+
+    @property
+    def seen_agents(self) -> tuple[str, ...]:
+        """The agents a supervisor received events of on the current connection (retained
+        replays included), in the order first heard of."""
+        return tuple(self._seen)
 
     @property
     def connection_id(self) -> str | None:
@@ -653,6 +754,7 @@ class BridgeClient:
         /,
         *,
         timeout: float | None = None,
+        agent: str | None = None,
     ) -> Envelope: ...
 
     @overload
@@ -665,10 +767,11 @@ class BridgeClient:
         /,
         *,
         timeout: float | None = None,
+        agent: str | None = None,
     ) -> Envelope: ...
 
     async def request(
-        self, kind: str | Kind, *args: Any, timeout: float | None = None
+        self, kind: str | Kind, *args: Any, timeout: float | None = None, agent: str | None = None
     ) -> Envelope:
         """Send a request and return the event that answers it (its ``replyTo`` is our id).
 
@@ -680,11 +783,18 @@ class BridgeClient:
         error arrives within ``timeout`` (default ``request_timeout``),
         :class:`ConnectionLost` when there is no connection or it drops first,
         or :class:`ClientClosed` (or ``close_error``) once the client is closed.
+
+        ``agent`` (supervisors with control): the agent the request is for; the
+        answer carries it too. The hub refuses a supervisor's request with
+        :class:`Forbidden` without control, without ``agent``, or for an agent
+        outside the scope; other roles cannot name one (:class:`ValueError`).
         """
         name, data = _request_arguments(kind, args)
-        return await self._request(name, data, timeout)
+        return await self._request(name, data, timeout, agent)
 
-    async def request_any(self, kind: str | Kind, data: Any = None, *, timeout: float | None = None) -> Envelope:
+    async def request_any(
+        self, kind: str | Kind, data: Any = None, *, timeout: float | None = None, agent: str | None = None
+    ) -> Envelope:
         """:meth:`request` for data of any JSON type the kind's schema takes (``None``: no data).
 
         The call family's ``data`` is often a string (a connection id, a phone
@@ -692,11 +802,13 @@ class BridgeClient:
         ``(channel, topic, subtopic)`` form stays unambiguous. Same answers and errors.
         """
         name = kind if isinstance(kind, Kind) else Kind.parse(kind)
-        return await self._request(name, data, timeout)
+        return await self._request(name, data, timeout, agent)
 
     async def _request(
-        self, kind: Kind, data: Any, timeout: float | None
+        self, kind: Kind, data: Any, timeout: float | None, agent: str | None = None
     ) -> Envelope:
+        if agent is not None and self.role is not Role.SUPERVISOR:
+            raise ValueError("agent= names the target of a supervisor's request; this client joined one agent")
         request_id = uuid.uuid4().hex
         ws = self._require_open()
         loop = asyncio.get_running_loop()
@@ -704,7 +816,10 @@ class BridgeClient:
         self._pending[request_id] = (answer, kind)
         limit = self.request_timeout if timeout is None else timeout
         try:
-            await self._send_on(ws, request(kind, self.source, data, id=request_id))
+            envelope = request(kind, self.source, data, id=request_id)
+            if agent is not None:
+                envelope["agent"] = agent
+            await self._send_on(ws, envelope)
             async with asyncio.timeout(limit):
                 return await answer
         except TimeoutError as exc:
@@ -720,27 +835,35 @@ class BridgeClient:
         finally:
             self._pending.pop(request_id, None)
 
-    def events(self, *kinds: str | Kind, current: bool = False) -> Stream[Envelope]:
+    def events(
+        self, *kinds: str | Kind, current: bool = False, agent: str | Iterable[str] | None = None
+    ) -> Stream[Envelope]:
         """Events from now on, of the given kinds (``"Amazon/Agent/SetAgentState"``), or all.
 
         With ``current``, the stream starts with the last event already
         received of each of those kinds (see :meth:`last`), so that "the state,
         then every change" needs no second call and cannot miss one in between.
+        A supervisor's ``current`` gives the last of each kind for each agent.
+
+        ``agent`` (supervisors): only events of that agent, or of those agents.
 
         ``Bridge/Session`` events (``ProviderStatus``) are included; the
         ``Welcome`` of each connection is not (see :attr:`welcome`). Retained
         replays after a reconnect come through with ``retained: true``.
         """
         wanted = frozenset(_kind_name(k) for k in kinds)
+        agents = _agent_filter(agent)
 
         def accepts(envelope: Envelope) -> bool:
-            return not wanted or str(kind_of(envelope)) in wanted
+            return (not wanted or str(kind_of(envelope)) in wanted) and (
+                agents is None or agent_of(envelope) in agents
+            )
 
         stream: Stream[Envelope] = Stream(accepts, self.max_queue, self._event_streams.discard)
         if current:
-            for name, envelope in self._last.items():
-                if not wanted or name in wanted:
-                    stream._offer(envelope)
+            known = self._last_by_agent.values() if self.role is Role.SUPERVISOR else self._last.values()
+            for envelope in known:
+                stream._offer(envelope)
         self._event_streams.add(stream)
         if self._state is ConnectionState.CLOSED:
             stream._finish(self.close_error)
@@ -755,12 +878,17 @@ class BridgeClient:
         self._error_streams.add(stream)
         return stream
 
-    def last(self, kind: str | Kind) -> Envelope | None:
+    def last(self, kind: str | Kind, *, agent: str | None = None) -> Envelope | None:
         """The latest event of ``kind`` received on the current connection, or None.
 
         Retained replays count (the hub sends them right after ``Welcome``);
         ``Welcome``, errors and requests are not events. What the previous
-        connection saw is forgotten when a new one opens."""
+        connection saw is forgotten when a new one opens.
+
+        A supervisor keeps the latest per agent: ``last(kind, agent="agent7")``;
+        without ``agent``, the latest of ``kind`` of any agent."""
+        if agent is not None:
+            return self._last_by_agent.get((_kind_name(kind), agent))
         return self._last.get(_kind_name(kind))
 
     async def wait_for(
@@ -770,17 +898,19 @@ class BridgeClient:
         *,
         timeout: float | None = None,
         current: bool = True,
+        agent: str | None = None,
     ) -> Envelope:
         """The first event of ``kind`` for which ``predicate`` holds.
 
         With ``current`` (default) the last one already received counts too,
         so ``await bus.wait_for("Amazon/Agent/SetAgentState")`` returns the
         retained state whether or not it has arrived yet.
+        ``agent`` (supervisors): an event of that agent.
         Raises :class:`TimeoutError` after ``timeout`` seconds.
         """
         check = predicate or (lambda _: True)
-        async with asyncio.timeout(timeout), self.events(kind) as stream:
-            seen = self.last(kind)
+        async with asyncio.timeout(timeout), self.events(kind, agent=agent) as stream:
+            seen = self.last(kind, agent=agent)
             if current and seen is not None and check(seen):
                 return seen
             async for envelope in stream:
@@ -888,6 +1018,9 @@ class BridgeClient:
     async def _hello_data(self) -> dict[str, Any]:
         if self._agent_name is not None:
             return {"role": str(self.role), "agent": self._agent_name}
+        if self._scope:  # an open hub's supervisor asks for its scope (and control)
+            asked: dict[str, Any] = {"role": str(self.role), "agents": list(self._scope)}
+            return {**asked, "control": True} if self._control else asked
         token = await self._fresh_token()
         self.token_expires_at = token_expiry(token)
         return {"role": str(self.role), "token": token}
@@ -943,7 +1076,8 @@ class BridgeClient:
                     kind = kind_of(envelope)
                     if kind == WELCOME:
                         self.welcome = dict(envelope["message"])
-                        self.provider_connected = bool(self.welcome.get("providerConnected"))
+                        if self.role is not Role.SUPERVISOR:  # a supervisor has one per agent
+                            self.provider_connected = bool(self.welcome.get("providerConnected"))
                         return ws
                     if kind is not None and is_error_kind(kind):
                         raise error_from_envelope(envelope)
@@ -973,6 +1107,8 @@ class BridgeClient:
     def _mark_open(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._last.clear()  # last() is per connection; the retained replays come next
+        self._last_by_agent.clear()
+        self._seen.clear()
         self.connections += 1
         self._set_state(ConnectionState.OPEN)
 
@@ -1085,7 +1221,11 @@ class BridgeClient:
             if pending is not None and not pending[0].done():
                 pending[0].set_result(envelope)
             return
-        if kind == PROVIDER_STATUS and isinstance(envelope["message"], dict):
+        agent = agent_of(envelope)
+        if agent is not None:
+            self._last_by_agent[(str(kind), agent)] = envelope
+            self._seen[agent] = None
+        elif kind == PROVIDER_STATUS and isinstance(envelope["message"], dict):
             self.provider_connected = bool(envelope["message"].get("connected"))
         if kind == REPLACED:
             log.warning("replaced by a newer provider for %s", self.agent)

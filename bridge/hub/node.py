@@ -36,14 +36,16 @@ from bridge.hub.core.outputs import (
     Release,
     Send,
     Unfollow,
+    Watch,
 )
 from bridge.hub.core.router import Joined, Peer, ProviderPublication, Router, Snapshot
 from bridge.protocol import PROTOCOL_VERSION
+from bridge.protocol.tokens import EVERY_AGENT
 
 log = logging.getLogger("bridge.node")
 
 #: Decisions carried out at once, without awaiting anything (dispatched by exact type: the hot path).
-_IMMEDIATE: frozenset[type] = frozenset({Send, Deliver, Close, Attach, Detach})
+_IMMEDIATE: frozenset[type] = frozenset({Send, Deliver, Watch, Close, Attach, Detach})
 _SUBSCRIPTION_CHANGES: frozenset[type] = frozenset({Follow, Unfollow})
 
 
@@ -87,6 +89,9 @@ class Node:
         self.transports: dict[str, Transport] = {}
         #: The connections attached to each agent: where ``Deliver`` goes.
         self.groups: dict[str, dict[str, Transport]] = {}
+        #: The supervisors attached to each agent by name, and those of every agent: where ``Watch`` goes.
+        self.watchers: dict[str, dict[str, Transport]] = {}
+        self.everyone: dict[str, Transport] = {}
         #: Per agent, the last follow/unfollow sent to the broker: each waits for
         #: the one before, so the broker sees them in the order they were decided.
         self._subscriptions: dict[str, asyncio.Task[None]] = {}
@@ -201,12 +206,15 @@ class Node:
                 assert isinstance(output, Release)
                 await self.broker.release_provider(output.agent, output.connection_id)
 
-    def _do(self, output: Send | Deliver | Close | Attach | Detach) -> None:
+    def _do(self, output: Send | Deliver | Watch | Close | Attach | Detach) -> None:
         """Carry out a decision that needs no waiting: a socket write, a close, a group change."""
         kind = type(output)
         if kind is Deliver:
             assert isinstance(output, Deliver)
             self._deliver(output.agent, output.data, output.skip)
+        elif kind is Watch:
+            assert isinstance(output, Watch)
+            self._watch(output.agent, output.data, output.skip)
         elif kind is Send:
             assert isinstance(output, Send)
             transport = self.transports.get(output.connection_id)
@@ -225,14 +233,20 @@ class Node:
             assert isinstance(output, Attach)
             transport = self.transports.get(output.connection_id)
             if transport is not None:
-                self.groups.setdefault(output.agent, {})[output.connection_id] = transport
+                self._group_of(output.agent, output.watch)[output.connection_id] = transport
         else:
             assert isinstance(output, Detach)
-            group = self.groups.get(output.agent)
+            groups = self.watchers if output.watch else self.groups
+            group = self.everyone if output.watch and output.agent == EVERY_AGENT else groups.get(output.agent)
             if group is not None:
                 group.pop(output.connection_id, None)
-                if not group:
-                    del self.groups[output.agent]
+                if not group and group is not self.everyone:
+                    del groups[output.agent]
+
+    def _group_of(self, agent: str, watch: bool) -> dict[str, Transport]:
+        if not watch:
+            return self.groups.setdefault(agent, {})
+        return self.everyone if agent == EVERY_AGENT else self.watchers.setdefault(agent, {})
 
     def _deliver(self, agent: str, data: bytes, skip: str | None = None) -> None:
         group = self.groups.get(agent)
@@ -247,10 +261,25 @@ class Node:
                     transport.send(data)
         self.observer.frame_out("event", len(group) - (skip in group))
 
+    def _watch(self, agent: str, data: bytes, skip: str | None) -> None:
+        sent = 0
+        for group in (self.watchers.get(agent), self.everyone):
+            if not group:
+                continue
+            for connection_id, transport in group.items():
+                if connection_id != skip:
+                    transport.send(data)
+                    sent += 1
+        if sent:
+            self.observer.frame_out("event", sent)
+
     def _subscribe(self, change: Follow | Unfollow) -> None:
         agent = change.agent
         before = self._subscriptions.get(agent)
-        step = self.broker.follow(agent) if isinstance(change, Follow) else self.broker.unfollow(agent)
+        if agent == EVERY_AGENT:
+            step = self.broker.follow_all() if isinstance(change, Follow) else self.broker.unfollow_all()
+        else:
+            step = self.broker.follow(agent) if isinstance(change, Follow) else self.broker.unfollow(agent)
         task = asyncio.create_task(self._after(before, step), name=f"bridge-subscription-{agent}")
         self._subscriptions[agent] = task
         task.add_done_callback(lambda done: self._subscribed(agent, done))
@@ -274,7 +303,8 @@ class Node:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
         snapshots: dict[str, Snapshot] = {}
-        for agent in greet.agents:
+        agents = await self.broker.known_agents() if greet.agents == (EVERY_AGENT,) else greet.agents
+        for agent in agents:
             provider = await self.broker.provider(agent)
             retained = await self.broker.get_retained(agent)
             snapshots[agent] = Snapshot(

@@ -39,6 +39,8 @@ class Role(StrEnum):
 
     APP = "app"
     PROVIDER = "provider"
+    #: Follows many agents on one connection (protocol 1.2, ../shared/protocol/supervisor.md).
+    SUPERVISOR = "supervisor"
 
 
 ERROR_TOPIC: Final = "Error"

@@ -1,7 +1,10 @@
 """Signed tokens (JWT, HS256) that say which agent a client speaks for, and as what.
 
 Claims: ``sub`` is the agent's login name (the Streams username), ``role`` is
-``app`` or ``provider``, ``exp`` the expiry, ``iat`` the issue time.
+``app`` or ``provider``, ``exp`` the expiry, ``iat`` the issue time. A
+``supervisor`` token (protocol 1.2) names the supervisor in ``sub`` and adds
+``agents`` (a non-empty list of agent names, or exactly ``["*"]`` for every
+agent) and ``control`` (whether it may send requests; absent means false).
 
 Whatever a signed token holds, :func:`verify_token` either returns its claims
 or raises :class:`TokenError`: a claim of the wrong type or out of range
@@ -24,6 +27,10 @@ ALGORITHM = "HS256"
 MAX_AGENT: Final = 64
 #: Latest expiry a token may state: 9999-12-31T23:59:59Z, in seconds since the epoch.
 MAX_EXP: Final = 253_402_300_799
+#: The scope that means every agent of the hub.
+EVERY_AGENT: Final = "*"
+#: Most agents a supervisor's scope may name (a bound on what one token makes the hub follow).
+MAX_SCOPE: Final = 5000
 
 
 class TokenError(Exception):
@@ -32,18 +39,55 @@ class TokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Claims:
+    #: The agent (app, provider) or the supervisor's own name (``sub``).
     agent: str
     role: Role
     expires_at: float
+    #: A supervisor's scope: agent names, or ``("*",)``; ``()`` for other roles.
+    agents: tuple[str, ...] = ()
+    #: Whether a supervisor may send requests.
+    control: bool = False
 
 
-def issue_token(secret: str, *, agent: str, role: Role | str, ttl: float = 3600.0) -> str:
-    """Sign a token for ``agent`` acting as ``role``, valid for ``ttl`` seconds."""
+def issue_token(
+    secret: str,
+    *,
+    agent: str,
+    role: Role | str,
+    ttl: float = 3600.0,
+    agents: list[str] | None = None,
+    control: bool = False,
+) -> str:
+    """Sign a token for ``agent`` acting as ``role``, valid for ``ttl`` seconds.
+
+    For a supervisor, ``agent`` is its own name and ``agents`` its scope.
+    """
     if not agent:
         raise ValueError("agent must not be empty")
+    role = Role(role)
     now = int(time.time())
-    payload = {"sub": agent, "role": str(Role(role)), "iat": now, "exp": now + int(ttl)}
+    payload: dict[str, Any] = {"sub": agent, "role": str(role), "iat": now, "exp": now + int(ttl)}
+    if role is Role.SUPERVISOR:
+        payload["agents"] = check_scope(agents, ValueError)
+        if control:
+            payload["control"] = True
+    elif agents is not None or control:
+        raise ValueError("agents and control are for supervisor tokens only")
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+def check_scope(agents: Any, error: type[Exception]) -> list[str]:
+    """A supervisor's scope as a list, or ``error`` saying what is wrong with it."""
+    if not isinstance(agents, list) or not agents:
+        raise error("a supervisor's agents must be a non-empty list of agent names, or [\"*\"]")
+    if len(agents) > MAX_SCOPE:
+        raise error(f"a supervisor's agents may name at most {MAX_SCOPE} agents")
+    for name in agents:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_AGENT:
+            raise error(f"a supervisor's agents must be names of 1 to {MAX_AGENT} characters, not {_short(name)}")
+    if EVERY_AGENT in agents and len(agents) > 1:
+        raise error('"*" (every agent) is never mixed with names')
+    return list(dict.fromkeys(agents))
 
 
 def verify_token(secret: str, token: str, *, leeway: float = 0.0) -> Claims:
@@ -70,9 +114,18 @@ def verify_token(secret: str, token: str, *, leeway: float = 0.0) -> Claims:
     agent, role = payload["sub"], payload["role"]
     if not isinstance(agent, str) or not agent or len(agent) > MAX_AGENT:
         raise TokenError(f"token 'sub' must name an agent (1 to {MAX_AGENT} characters)")
-    if not isinstance(role, str) or role not in (Role.APP, Role.PROVIDER):
-        raise TokenError(f"token role {_short(role)} is neither 'app' nor 'provider'")
-    return Claims(agent=agent, role=Role(role), expires_at=_expiry(payload["exp"]))
+    if not isinstance(role, str) or role not in Role.__members__.values():
+        raise TokenError(f"token role {_short(role)} is not 'app', 'provider' or 'supervisor'")
+    expires_at = _expiry(payload["exp"])
+    if role != Role.SUPERVISOR:
+        return Claims(agent=agent, role=Role(role), expires_at=expires_at)
+    if "agents" not in payload:
+        raise TokenError("a supervisor token lacks the 'agents' claim")
+    scope = tuple(check_scope(payload["agents"], TokenError))
+    control = payload.get("control", False)
+    if not isinstance(control, bool):
+        raise TokenError(f"token 'control' must be true or false, not {_short(control)}")
+    return Claims(agent=agent, role=Role.SUPERVISOR, expires_at=expires_at, agents=scope, control=control)
 
 
 def _expiry(exp: Any) -> float:

@@ -56,7 +56,15 @@ from typing import Final, TypeAlias
 
 import redis.asyncio as aioredis
 
-from bridge.brokers.base import UNCONFIRMED, Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from bridge.brokers.base import (
+    MAX_KNOWN_AGENTS,
+    UNCONFIRMED,
+    Broker,
+    BrokerHandler,
+    ProviderLocation,
+    Publication,
+    PublicationType,
+)
 from bridge.brokers.redis.client import BACKEND_ERRORS, command_client, subscription_client
 from bridge.brokers.redis.codec import decode_publication, decode_request, encode_publication, encode_request
 from bridge.brokers.redis.keys import RedisKeys
@@ -117,8 +125,9 @@ class RedisBroker(Broker):
         self._supervisor: asyncio.Task[None] | None = None
         self._beater: asyncio.Task[None] | None = None
 
-        #: Agents this node follows.
+        #: Agents this node follows; whether it follows every agent (a supervisor of all is here).
         self._followed: set[str] = set()
+        self._all = False
         #: Providers on this node, by agent: what the heartbeat keeps alive.
         self._held: dict[str, str] = {}
         #: Held agents whose claim never reached Redis (made while degraded).
@@ -214,6 +223,43 @@ class RedisBroker(Broker):
             await subscriptions.unsubscribe([self.keys.agent_channel(agent)])
         except BACKEND_ERRORS as exc:
             self._mark_broken(f"unsubscribing from {agent}: {exc!r}")
+
+    async def follow_all(self) -> None:
+        self._all = True
+        subscriptions = self._subscriptions
+        if not self._healthy or subscriptions is None:
+            return  # the supervisor subscribes the pattern before turning healthy
+        try:
+            await subscriptions.follow_pattern(self.keys.every_agent_pattern)
+        except BACKEND_ERRORS as exc:
+            self._mark_broken(f"subscribing to every agent: {exc!r}")
+
+    async def unfollow_all(self) -> None:
+        self._all = False
+        subscriptions = self._subscriptions
+        if not self._healthy or subscriptions is None:
+            return
+        try:
+            await subscriptions.unfollow_pattern()
+        except BACKEND_ERRORS as exc:
+            self._mark_broken(f"unsubscribing from every agent: {exc!r}")
+
+    async def known_agents(self) -> list[str]:
+        known: dict[str, None] = dict.fromkeys(self._held)
+        if self._healthy:
+            try:
+                for pattern, key_of in (
+                    (self.keys.provider_pattern(), self.keys.provider),
+                    (self.keys.retained_pattern(), self.keys.retained),
+                ):
+                    start = len(key_of(""))
+                    async for key in self.redis.scan_iter(match=pattern, count=1000):
+                        known[(key.decode() if isinstance(key, bytes) else key)[start:]] = None
+                        if len(known) >= MAX_KNOWN_AGENTS:
+                            return list(known)
+            except BACKEND_ERRORS as exc:
+                self._mark_broken(f"listing the agents: {exc!r}")
+        return list(known)[:MAX_KNOWN_AGENTS]
 
     # --- publications and retained frames ---------------------------------------------------
 
@@ -367,23 +413,29 @@ class RedisBroker(Broker):
     # --- delivery to the node ---------------------------------------------------------
 
     def _deliver_locally(self, agent: str, publication: Publication) -> None:
-        if self._handler is not None and agent in self._followed:
+        if self._handler is not None and (self._all or agent in self._followed):
             self._handler.on_publication(agent, publication)
 
     def _on_request(self, agent: str, request_id: str, data: bytes) -> None:
         if self._handler is not None:
             self._handler.on_request(agent, request_id, data)
 
-    def _on_message(self, channel: bytes, payload: bytes) -> None:
+    def _on_message(self, channel: bytes, payload: bytes, via_pattern: bool) -> None:
         """One message from the subscription connection."""
         handler = self._handler
         if handler is None:
             return
         if channel == self._node_channel:
-            handler.on_request(*decode_request(payload))
+            if not via_pattern:
+                handler.on_request(*decode_request(payload))
             return
         agent = self.keys.agent_of(channel)
-        if agent is not None and agent in self._followed:  # not one unfollowed meanwhile
+        subscriptions = self._subscriptions
+        if subscriptions is not None and subscriptions.patterned:
+            wanted = via_pattern  # every agent's, once: the pattern's copy
+        else:
+            wanted = not via_pattern and agent in self._followed  # not one unfollowed meanwhile
+        if agent is not None and wanted:
             publication, node_id, seq = decode_publication(payload)
             if seq and node_id == self.node_id:
                 if seq in self._in_flight:
@@ -554,6 +606,8 @@ class RedisBroker(Broker):
             wanted = set(self._followed)
             await subscriptions.unsubscribe(map(self.keys.agent_channel, gone))
             await subscriptions.subscribe(map(self.keys.agent_channel, added))
+        if self._all:  # a supervisor of every agent is here (follow_all does not subscribe while degraded)
+            await subscriptions.follow_pattern(self.keys.every_agent_pattern)
         assert subscriptions.reader is not None
         return subscriptions.reader
 

@@ -33,6 +33,17 @@ class RedisKeys:
     def agent_channel(self, agent: str) -> bytes:
         return self._agent + agent.encode()
 
+    @property
+    def every_agent_pattern(self) -> bytes:
+        """The pattern of every agent's channel (the prefix's glob characters escaped)."""
+        return f"{_escape(self.prefix)}:agent:*".encode()
+
+    def provider_pattern(self) -> str:
+        return f"{_escape(self.prefix)}:provider:*"
+
+    def retained_pattern(self) -> str:
+        return f"{_escape(self.prefix)}:retained:*"
+
     def agent_of(self, channel: bytes) -> str | None:
         """The agent whose channel this is, or ``None`` for another channel."""
         return channel[len(self._agent) :].decode() if channel.startswith(self._agent) else None
@@ -50,3 +61,8 @@ class RedisKeys:
 
     def retained(self, agent: str) -> str:
         return f"{self.prefix}:retained:{agent}"
+
+
+def _escape(text: str) -> str:
+    """``text`` with Redis glob characters escaped, for a pattern that matches it literally."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -16,8 +16,16 @@ one, which subscribes everything anew.
 * **Liveness.** An idle connection is pinged every ``heartbeat``; one
   silent for ``silence`` seconds counts as lost (a half-open TCP connection
   never says so itself).
-* **Dispatch.** Every message goes to ``on_message(channel, payload)`` in
-  the order Redis sent it; a callback that raises costs that message only.
+* **Dispatch.** Every message goes to ``on_message(channel, payload,
+  via_pattern)`` in the order Redis sent it; a callback that raises costs
+  that message only.
+* **One pattern.** :meth:`Subscriptions.follow_pattern` subscribes a
+  pattern (every agent's channel, for a supervisor of every agent). From
+  Redis's confirmation on, :attr:`Subscriptions.patterned` is true: a
+  publication on a channel also subscribed by name then arrives twice (a
+  message, then a pattern message), and the broker takes the pattern's
+  copy only. The flag flips in the order of the connection's stream, so no
+  publication is taken twice or lost at the switch.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ class Subscriptions:
     def __init__(
         self,
         client: aioredis.Redis,
-        on_message: Callable[[bytes, bytes], None],
+        on_message: Callable[[bytes, bytes, bool], None],
         *,
         timeout: float,
         heartbeat: float,
@@ -64,6 +72,11 @@ class Subscriptions:
         #: Reads the connection; started by :meth:`open`.
         self.reader: asyncio.Task[None] | None = None
         self._closed = False
+        #: Waiters for PSUBSCRIBE confirmations, in order; whether a pattern is in effect.
+        self._pattern_confirmations: deque[asyncio.Future[None]] = deque()
+        self._pattern: bytes | None = None
+        self._pattern_waiter: asyncio.Future[None] | None = None
+        self.patterned = False
 
     async def open(self, channels: Iterable[bytes]) -> None:
         """Subscribe to ``channels``, start the reader, and wait until Redis confirms them."""
@@ -86,6 +99,25 @@ class Subscriptions:
         if gone:
             await self._pubsub.unsubscribe(*gone)
 
+    async def follow_pattern(self, pattern: bytes) -> None:
+        """Subscribe ``pattern`` (once per epoch) and wait until Redis confirms it."""
+        if self._pattern is None:
+            if self._closed:
+                raise RedisConnectionError("the subscription connection is closed")
+            self._pattern = pattern
+            waiter = asyncio.get_running_loop().create_future()
+            self._pattern_confirmations.append(waiter)
+            self._pattern_waiter = waiter
+            await self._pubsub.psubscribe(pattern)
+        assert self._pattern_waiter is not None
+        await self._confirmed([self._pattern_waiter])
+
+    async def unfollow_pattern(self) -> None:
+        """Unsubscribe the pattern (no waiting: :attr:`patterned` turns false at Redis's confirmation)."""
+        pattern, self._pattern = self._pattern, None
+        if pattern is not None:
+            await self._pubsub.punsubscribe(pattern)
+
     async def close(self) -> None:
         """End the epoch: stop the reader, free every waiter, close the connection."""
         self._closed = True
@@ -93,11 +125,12 @@ class Subscriptions:
         if reader is not None:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)  # also retrieves its error
-        for waiters in self._confirmations.values():
+        for waiters in [*self._confirmations.values(), self._pattern_confirmations]:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
         self._confirmations.clear()
+        self._pattern_confirmations.clear()
         self._channels.clear()
         with contextlib.suppress(*BACKEND_ERRORS):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -174,9 +207,19 @@ class Subscriptions:
                 if not waiter.done():
                     waiter.set_result(None)
             return
-        if kind != "message":
+        if kind == "psubscribe":
+            self.patterned = True
+            if self._pattern_confirmations:
+                waiter = self._pattern_confirmations.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+            return
+        if kind == "punsubscribe":
+            self.patterned = False  # a pattern followed again since turns it back on at its own confirmation
+            return
+        if kind not in ("message", "pmessage"):
             return
         try:
-            self._on_message(channel, message["data"])
+            self._on_message(channel, message["data"], kind == "pmessage")
         except Exception:  # a bad payload or a failing handler costs that message, never the reader
             log.exception("dropped a message on %r", channel)

@@ -51,19 +51,35 @@ class Deliver:
 
 
 @dataclass(slots=True)
+class Watch:
+    """Send ``data`` (an agent's frame with its ``agent`` key) to every supervisor following
+    ``agent`` on this node, by name or as one of every agent (but ``skip``)."""
+
+    agent: str
+    data: bytes
+    skip: str | None = None
+
+
+@dataclass(slots=True)
 class Attach:
-    """From now on, ``Deliver`` for ``agent`` reaches this connection (its replay is sent)."""
+    """From now on, ``Deliver`` for ``agent`` reaches this connection (its replay is sent).
+
+    ``watch``: a supervisor, reached by ``Watch`` instead (``agent`` is ``"*"``
+    for a supervisor of every agent).
+    """
 
     connection_id: str
     agent: str
+    watch: bool = False
 
 
 @dataclass(slots=True)
 class Detach:
-    """``Deliver`` for ``agent`` no longer reaches this connection."""
+    """``Deliver`` (``Watch`` when ``watch``) for ``agent`` no longer reaches this connection."""
 
     connection_id: str
     agent: str
+    watch: bool = False
 
 
 @dataclass(slots=True)
@@ -76,7 +92,10 @@ class Deadline:
 
 @dataclass(slots=True)
 class Follow:
-    """This node now has a client of ``agent``: subscribe to its publications."""
+    """This node now has a client of ``agent``: subscribe to its publications.
+
+    ``"*"``: a supervisor of every agent is here: every agent's publications.
+    """
 
     agent: str
 
@@ -154,4 +173,4 @@ class Release:
     connection_id: str
 
 
-Output = Send | Close | Deliver | Attach | Detach | Deadline | Follow | Unfollow | Greet | Publish | Forget | Forward | Answer | Claim | Release
+Output = Send | Close | Deliver | Watch | Attach | Detach | Deadline | Follow | Unfollow | Greet | Publish | Forget | Forward | Answer | Claim | Release

@@ -36,6 +36,8 @@ class Pending:
     reply_to: str = ""
     #: The provider connection it was handed to (``None`` until known).
     provider: str | None = None
+    #: The requester is a supervisor: what answers it names the agent.
+    watch: bool = False
 
     def __post_init__(self) -> None:
         if not self.reply_to:

@@ -1,10 +1,12 @@
 """Who on this node follows which agent: the core's rooms.
 
 A room holds one agent's connections on this node by id: the apps attached
-(they receive its events), the apps still joining (their live events are
-held until their replay is sent) and the agent's provider, if it is here.
+(they receive its events), the supervisors attached (they receive them with
+the agent named), the apps and supervisors still joining (their live events
+are held until their replay is sent) and the agent's provider, if it is here.
 A connection is in one room per agent it follows: one for an app or a
-provider, many for a supervisor.
+provider, many for a supervisor (none for a supervisor of every agent: the
+router keeps those apart).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ class Room:
     attached: set[str] = field(default_factory=set)
     #: Connections being greeted, with the live frames that arrived meanwhile.
     joining: dict[str, list[bytes]] = field(default_factory=dict)
+    #: Supervisors following the agent by name, attached.
+    supervisors: set[str] = field(default_factory=set)
+    #: Supervisors being greeted, with the live frames that arrived meanwhile.
+    supervisors_joining: dict[str, list[bytes]] = field(default_factory=dict)
     #: The agent's provider, when it is connected to this node.
     provider: str | None = None
     #: Whether ``provider_seen`` is known (from a publication, or the first joiner's snapshot).
@@ -35,11 +41,24 @@ class Room:
     departed: deque[str] = field(default_factory=lambda: deque(maxlen=DEPARTED_REMEMBERED))
 
     def __len__(self) -> int:
-        return len(self.attached) + len(self.joining) + (self.provider is not None)
+        return (
+            len(self.attached)
+            + len(self.joining)
+            + len(self.supervisors)
+            + len(self.supervisors_joining)
+            + (self.provider is not None)
+        )
+
+    @property
+    def watched(self) -> bool:
+        """Whether a supervisor follows the agent here by name."""
+        return bool(self.supervisors or self.supervisors_joining)
 
     def hold(self, data: bytes) -> None:
         """Keep a live frame for every connection still joining (sent after its replay)."""
         for held in self.joining.values():
+            held.append(data)
+        for held in self.supervisors_joining.values():
             held.append(data)
 
 

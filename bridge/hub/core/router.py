@@ -46,9 +46,11 @@ from bridge.hub.core.outputs import (
     Release,
     Send,
     Unfollow,
+    Watch,
 )
 from bridge.hub.core.pending import Pending, PendingRequests
-from bridge.hub.core.rooms import Rooms
+from bridge.hub.core.rooms import Room, Rooms
+from bridge.hub.core.scope import covers, tagged, untag
 from bridge.protocol import (
     HELLO,
     PROVIDER_STATUS,
@@ -62,7 +64,7 @@ from bridge.protocol import (
     Role,
 )
 from bridge.protocol.catalog import Catalog
-from bridge.protocol.tokens import TokenError, verify_token
+from bridge.protocol.tokens import EVERY_AGENT, TokenError, check_scope, verify_token
 
 _ID_MAX: Final = 64
 #: Seconds a provider has to answer a request whose kind declares no deadline of its own.
@@ -97,6 +99,9 @@ class Peer:
     delivered: dict[str, bool] | None = field(default=None, repr=False)
     #: When its token expires, on the router's clock (``None``: never, an open hub).
     expires: float | None = None
+    #: A supervisor: whether it may send requests, and its own name (the token's ``sub``).
+    control: bool = False
+    name: str = ""
 
     @property
     def agent(self) -> str:
@@ -183,6 +188,10 @@ class Router:
         self.rooms = Rooms()
         #: Joined connections by id.
         self.peers: dict[str, Peer] = {}
+        #: Supervisors of every agent, attached; and those being greeted, with the
+        #: live frames (agent, frame) that arrived meanwhile.
+        self.everyone: set[str] = set()
+        self.everyone_joining: dict[str, list[tuple[str, bytes]]] = {}
         #: Told the kind of every frame received (or why it was refused): metrics.
         self.on_frame = on_frame or _ignore
         #: Told how long each answered request took: metrics.
@@ -212,7 +221,20 @@ class Router:
         data = envelope["data"]
         role = Role(data["role"])
         expires: float | None = None
+        control = False
+        name = envelope["source"]
         if self.open_mode:
+            if role is Role.SUPERVISOR:
+                scope = data.get("agents")
+                if scope is None:
+                    return self.refuse(connection_id, "this hub runs in open mode: name the agents in data.agents",
+                                       reply_to)
+                try:
+                    agents = tuple(check_scope(scope, ValueError))
+                except ValueError as exc:
+                    return self.refuse(connection_id, str(exc), reply_to)
+                control = bool(data.get("control", False))
+                return self._admit(connection_id, envelope, role, agents, None, control, name)
             agent = data.get("agent")
             if agent is None:
                 return self.refuse(connection_id, "this hub runs in open mode: name the agent in data.agent", reply_to)
@@ -228,6 +250,8 @@ class Router:
                 return self.refuse(connection_id, f"the token is for role {claims.role}, not {role}", reply_to)
             agent = claims.agent
             expires = self._deadline_of(claims.expires_at)
+            if role is Role.SUPERVISOR:
+                return self._admit(connection_id, envelope, role, claims.agents, expires, claims.control, agent)
         agents = (agent,)
         if role is not Role.PROVIDER:
             # Apps are capped per agent; the provider's place is never taken by them.
@@ -236,21 +260,40 @@ class Router:
                 if self.rooms.apps(name) >= cap:
                     why = f"agent {name} already has {cap} app connections"
                     return self.refuse(connection_id, why, reply_to, error_type=ErrorType.FORBIDDEN)
+        return self._admit(connection_id, envelope, role, agents, expires, control, name)
+
+    def _admit(
+        self,
+        connection_id: str,
+        envelope: dict[str, Any],
+        role: Role,
+        agents: tuple[str, ...],
+        expires: float | None,
+        control: bool,
+        name: str,
+    ) -> Joined:
+        """Put an accepted connection in its agents' rooms, joining, and ask for its greeting."""
         bucket = TokenBucket.full(self.limits.rate, self.limits.burst, self.clock())
         delivered: dict[str, bool] | None = {} if role is Role.PROVIDER else None
-        peer = Peer(connection_id, role, envelope["source"], agents, bucket, delivered, expires)
+        peer = Peer(connection_id, role, envelope["source"], agents, bucket, delivered, expires, control, name)
         self.peers[connection_id] = peer
         outputs: list[Output] = []
-        for name in agents:
-            room, new = self.rooms.open(name)
+        if agents == (EVERY_AGENT,):
+            if not self.everyone and not self.everyone_joining:
+                outputs.append(Follow(EVERY_AGENT))
+            self.everyone_joining[connection_id] = []
+        for agent in agents if agents != (EVERY_AGENT,) else ():
+            room, new = self.rooms.open(agent)
             if new:
-                outputs.append(Follow(name))
+                outputs.append(Follow(agent))
             if role is Role.PROVIDER:
                 # One provider per agent: the newest takes over at once, so
                 # the older one's departure no longer counts as the agent's.
                 if room.provider is not None:
                     outputs += self._replaced(room.provider, connection_id)
                 room.provider = connection_id
+            elif role is Role.SUPERVISOR:
+                room.supervisors_joining[connection_id] = []
             else:
                 room.joining[connection_id] = []
         outputs.append(Greet(connection_id, agents))
@@ -282,22 +325,16 @@ class Router:
             # Forgotten before the Welcome: the provider republishes what is still live
             # (its calls) once welcomed, so nothing that ended meanwhile stays retained.
             return [Forget(agent, stale), welcome, Claim(agent, connection_id)]
+        if peer.role is Role.SUPERVISOR:
+            return self._greet_supervisor(peer, snapshots)
         first = snapshots.get(peer.agent)
         outputs: list[Output] = [
             Send(connection_id, self._welcome(peer, provider_connected=first is not None and first.provider_connected))
         ]
         for agent in peer.agents:
             snapshot = snapshots.get(agent, Snapshot(False, []))
-            status = protocol.event(PROVIDER_STATUS, {"connected": snapshot.provider_connected}, retained=True)
-            outputs.append(Send(connection_id, orjson.dumps(status)))
-            outputs += [Send(connection_id, data) for data in self._replay(snapshot.retained)]
-            room = self.rooms.get(agent)
-            if room is not None and not room.status_known and (
-                snapshot.provider_id is not None or not snapshot.provider_connected
-            ):
-                # Publications seen since the room opened are as new as the snapshot, or newer.
-                room.status_known = True
-                room.provider_seen = snapshot.provider_id
+            outputs += [Send(connection_id, data) for data in self._snapshot_frames(snapshot)]
+            room = self._learn_status(agent, snapshot)
             held = room.joining.pop(connection_id, None) if room is not None else None
             if room is None or held is None:
                 continue
@@ -305,6 +342,57 @@ class Router:
             room.attached.add(connection_id)
             outputs.append(Attach(connection_id, agent))
         return outputs
+
+    def _greet_supervisor(self, peer: Peer, snapshots: dict[str, Snapshot]) -> list[Output]:
+        """A supervisor's ``Welcome``, the replay of every agent it follows that the hub knows, then live.
+
+        Frames carry ``agent``. An agent with neither a provider nor retained
+        state is not replayed (under ``*`` the node reads only known agents).
+        """
+        cid = peer.connection_id
+        welcome = {
+            "role": str(peer.role),
+            "supervisor": peer.name,
+            "agents": list(peer.agents),
+            "control": peer.control,
+            "connectionId": cid,
+        }
+        outputs: list[Output] = [Send(cid, orjson.dumps(protocol.event(WELCOME, welcome)))]
+        for agent, snapshot in snapshots.items():
+            if snapshot.provider_connected or snapshot.retained:
+                outputs += [Send(cid, tagged(agent, data)) for data in self._snapshot_frames(snapshot)]
+            self._learn_status(agent, snapshot)
+        if peer.agents == (EVERY_AGENT,):
+            for agent, data in self.everyone_joining.pop(cid, []):
+                outputs.append(Send(cid, tagged(agent, data)))
+            self.everyone.add(cid)
+            outputs.append(Attach(cid, EVERY_AGENT, watch=True))
+            return outputs
+        for agent in peer.agents:
+            room = self.rooms.get(agent)
+            held = room.supervisors_joining.pop(cid, None) if room is not None else None
+            if room is None or held is None:
+                continue
+            outputs += [Send(cid, tagged(agent, data)) for data in held]
+            room.supervisors.add(cid)
+            outputs.append(Attach(cid, agent, watch=True))
+        return outputs
+
+    def _snapshot_frames(self, snapshot: Snapshot) -> list[bytes]:
+        """What a joiner is replayed of one agent: its ``ProviderStatus``, then its retained frames."""
+        status = protocol.event(PROVIDER_STATUS, {"connected": snapshot.provider_connected}, retained=True)
+        return [orjson.dumps(status), *self._replay(snapshot.retained)]
+
+    def _learn_status(self, agent: str, snapshot: Snapshot) -> Room | None:
+        """Take the provider the room's apps are told of from a snapshot, unless publications told it already."""
+        room = self.rooms.get(agent)
+        if room is not None and not room.status_known and (
+            snapshot.provider_id is not None or not snapshot.provider_connected
+        ):
+            # Publications seen since the room opened are as new as the snapshot, or newer.
+            room.status_known = True
+            room.provider_seen = snapshot.provider_id
+        return room
 
     def _reset_slots(self, retained: list[bytes]) -> tuple[str, ...]:
         """The slots of these retained frames whose kind resets when a provider joins (``resetOnProviderJoin``)."""
@@ -427,6 +515,8 @@ class Router:
             return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, None, reply_to)]
         if kind == HELLO:
             return [self._error(cid, ErrorType.FORBIDDEN, "Hello was already accepted", kind, reply_to)]
+        if peer.role is Role.SUPERVISOR:
+            return self._from_supervisor(peer, envelope, kind, reply_to)
         started = perf_counter()
         verdict = self.catalog.check(envelope, kind, peer.role)
         self.validation_seconds += perf_counter() - started
@@ -455,6 +545,39 @@ class Router:
             # An error that answers nothing cannot reach anyone; it is dropped.
             return []
         return [Answer(agent, answers, data)]
+
+    def _from_supervisor(self, peer: Peer, envelope: dict[str, Any], kind: Kind, reply_to: str | None) -> list[Output]:
+        """A supervisor's frame: with ``control``, a request for the agent its ``agent`` key names.
+
+        The key is taken off before validation (the provider sees an
+        ordinary request); an error about the frame carries it back.
+        """
+        cid = peer.connection_id
+        agent, named = untag(envelope)
+        if agent is not None and not covers(peer.agents, agent):
+            why = f"agent {agent} is outside this supervisor's scope"
+            return [self._error(cid, ErrorType.FORBIDDEN, why, kind, reply_to, agent)]
+        started = perf_counter()
+        verdict = self.catalog.check(envelope, kind, Role.APP)  # it sends what an app sends, for an agent
+        self.validation_seconds += perf_counter() - started
+        self.validations += 1
+        spec = verdict.spec
+        self.on_frame(spec.label if spec is not None else "refused")
+        if verdict.problem is not None or spec is None:
+            why = verdict.detail
+            if verdict.problem == "forbidden":
+                why = f"a supervisor sends only requests: {why}"
+            return [self._error(cid, _PROBLEMS[verdict.problem or "unknown"], why, kind, reply_to, agent)]
+        if kind == REFRESH:
+            return self._refresh(peer, envelope["data"]["token"], reply_to)
+        if not peer.control:
+            why = "this supervisor may not send requests (its token grants no control)"
+            return [self._error(cid, ErrorType.FORBIDDEN, why, kind, reply_to, agent)]
+        if agent is None:
+            why = "a supervisor's request names its agent in a top-level \"agent\" key" if not named else \
+                "\"agent\" must be an agent's login name (1 to 64 characters)"
+            return [self._error(cid, ErrorType.FORBIDDEN, why, kind, reply_to)]
+        return [self._request(peer, agent, envelope, kind, spec.timeout)]
 
     def _over_limit(self, peer: Peer, bucket: TokenBucket, frame: str | bytes) -> list[Output]:
         cid = peer.connection_id
@@ -487,7 +610,8 @@ class Router:
             return self._error(cid, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}", kind, own)
         now = self.clock()
         seconds = self.request_timeout if timeout is None else timeout
-        self.pending.add(Pending(agent, request_id, cid, kind, now, now + seconds, own or request_id))
+        watch = peer.role is Role.SUPERVISOR
+        self.pending.add(Pending(agent, request_id, cid, kind, now, now + seconds, own or request_id, watch=watch))
         return Forward(agent, request_id, data)
 
     def _refresh(self, peer: Peer, token: str, reply_to: str | None) -> list[Output]:
@@ -537,37 +661,55 @@ class Router:
         return [_failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"no provider is connected for agent {agent}")]
 
     def _error(
-        self, connection_id: str, error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None
+        self,
+        connection_id: str,
+        error_type: ErrorType,
+        why: str,
+        kind: Kind | None,
+        reply_to: str | None,
+        agent: str | None = None,
     ) -> Send:
-        return Send(connection_id, orjson.dumps(hub_error(error_type, why, kind, reply_to)), error_type)
+        """A hub error to one connection; ``agent``: it answers a supervisor's frame for that agent."""
+        data = orjson.dumps(hub_error(error_type, why, kind, reply_to))
+        return Send(connection_id, tagged(agent, data) if agent is not None else data, error_type)
 
     # --- what the broker delivers -------------------------------------------------------------
 
     def event(self, agent: str, data: bytes, reply_to: str | None) -> list[Output]:
-        """An event on the agent's channel: to every app of the agent here.
+        """An event on the agent's channel: to every app of the agent here, and its supervisors.
 
         An answer reaches its requester with the requester's own id as
         ``replyTo``; the other apps see the bus id.
         """
         entry = self.pending.pop(agent, reply_to) if reply_to is not None else None
         room = self.rooms.get(agent)
+        watched = self.everyone or self.everyone_joining or (room is not None and room.watched)
+        if room is None and not watched:
+            return []
+        requester = None
+        own: bytes | None = None
         if entry is not None:
             self.on_request_done(self.clock() - entry.started)
-            requester = entry.connection_id
-            if (
-                entry.reply_to != entry.request_id
-                and room is not None
-                and requester in room.attached
-                and (own := _with_reply_to(data, entry.reply_to)) is not None
-            ):
-                if room.joining:
-                    room.hold(data)
-                return [Deliver(agent, data, skip=requester), Send(requester, own)]
-        if room is None:
-            return []
-        if room.joining:
-            room.hold(data)
-        return [Deliver(agent, data)]
+            if entry.reply_to != entry.request_id or entry.watch:
+                requester = entry.connection_id
+                own = _with_reply_to(data, entry.reply_to)
+        outputs: list[Output] = []
+        if room is not None:
+            if room.joining or room.supervisors_joining:
+                room.hold(data)
+            if own is not None and requester in room.attached:
+                outputs += [Deliver(agent, data, skip=requester), Send(requester, own)]
+                requester = None
+            else:
+                outputs.append(Deliver(agent, data))
+        if watched:
+            for held in self.everyone_joining.values():
+                held.append((agent, data))
+            if own is not None and requester is not None and entry is not None and entry.watch:
+                outputs += [Watch(agent, tagged(agent, data), skip=requester), Send(requester, tagged(agent, own))]
+            else:
+                outputs.append(Watch(agent, tagged(agent, data)))
+        return outputs
 
     def error(self, agent: str, reply_to: str, data: bytes) -> list[Output]:
         """A provider's error on the agent's channel: to its requester, if it waits here."""
@@ -575,7 +717,8 @@ class Router:
         if entry is None:
             return []  # answered already, timed out, or asked on another node
         own = _with_reply_to(data, entry.reply_to) if entry.reply_to != entry.request_id else data
-        return [Send(entry.connection_id, own if own is not None else data, _error_type(data))]
+        own = own if own is not None else data
+        return [Send(entry.connection_id, tagged(agent, own) if entry.watch else own, _error_type(data))]
 
     def provider_changed(self, agent: str, change: ProviderPublication) -> list[Output]:
         """The agent's provider is now ``change.connection_id`` (up), or that one left (down).
@@ -585,8 +728,8 @@ class Router:
         one already gone, changes nothing and is not passed on.
         """
         room = self.rooms.get(agent)
-        if room is None:
-            return []  # nobody here: no apps to tell, no requests in flight
+        if room is None:  # no apps here, no requests in flight: maybe supervisors of every agent
+            return self._watch(agent, self._status(change.up))
         named = change.connection_id
         current = named if change.up else None
         outputs: list[Output] = []
@@ -613,11 +756,24 @@ class Router:
             _failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"{why} before answering")
             for entry in self.pending.fail_agent(agent, set(room.departed))
         ]
-        status = orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": change.up}))
-        if room.joining:
+        status = self._status(change.up)
+        if room.joining or room.supervisors_joining:
             room.hold(status)
         outputs.append(Deliver(agent, status))
-        return outputs
+        return outputs + self._watch(agent, status)
+
+    @staticmethod
+    def _status(connected: bool) -> bytes:
+        return orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": connected}))
+
+    def _watch(self, agent: str, data: bytes) -> list[Output]:
+        """``data`` of ``agent`` to its supervisors here (none: nothing), held for those being greeted."""
+        room = self.rooms.get(agent)
+        if not (self.everyone or self.everyone_joining or (room is not None and room.watched)):
+            return []
+        for held in self.everyone_joining.values():
+            held.append((agent, data))
+        return [Watch(agent, tagged(agent, data))]
 
     def request(self, agent: str, request_id: str, data: bytes) -> list[Output]:
         """A request for an agent whose provider the registry places on this node."""
@@ -691,6 +847,14 @@ class Router:
             return []
         self.pending.drop_connection(connection_id)
         outputs: list[Output] = []
+        if peer.agents == (EVERY_AGENT,):
+            if connection_id in self.everyone:
+                self.everyone.discard(connection_id)
+                outputs.append(Detach(connection_id, EVERY_AGENT, watch=True))
+            self.everyone_joining.pop(connection_id, None)
+            if not self.everyone and not self.everyone_joining:
+                outputs.append(Unfollow(EVERY_AGENT))
+            return outputs
         for agent in peer.agents:
             room = self.rooms.get(agent)
             if room is None:
@@ -698,7 +862,11 @@ class Router:
             if connection_id in room.attached:
                 room.attached.discard(connection_id)
                 outputs.append(Detach(connection_id, agent))
+            if connection_id in room.supervisors:
+                room.supervisors.discard(connection_id)
+                outputs.append(Detach(connection_id, agent, watch=True))
             room.joining.pop(connection_id, None)
+            room.supervisors_joining.pop(connection_id, None)
             if room.provider == connection_id:
                 room.provider = None
                 outputs.append(Release(agent, connection_id))
@@ -708,11 +876,18 @@ class Router:
 
     # --- observation ------------------------------------------------------------------------------
 
+    def _supervisors(self) -> int:
+        return sum(peer.role is Role.SUPERVISOR for peer in self.peers.values())
+
     def stats(self) -> dict[str, Any]:
         rooms = self.rooms.items()
         providers = sum(room.provider is not None for _, room in rooms)
         return {
-            "connections": {"app": len(self.peers) - providers, "provider": providers},
+            "connections": {
+                "app": len(self.peers) - providers - (supervisors := self._supervisors()),
+                "provider": providers,
+                "supervisor": supervisors,
+            },
             "agents": len(rooms),
             "providers": providers,
             "pendingRequests": len(self.pending),
@@ -746,8 +921,8 @@ def hub_error(error_type: ErrorType, why: str, kind: Kind | None, reply_to: str 
 
 
 def _failure(entry: Pending, error_type: ErrorType, why: str) -> Send:
-    err = hub_error(error_type, why, entry.kind, entry.reply_to)
-    return Send(entry.connection_id, orjson.dumps(err), error_type)
+    data = orjson.dumps(hub_error(error_type, why, entry.kind, entry.reply_to))
+    return Send(entry.connection_id, tagged(entry.agent, data) if entry.watch else data, error_type)
 
 
 def _with_reply_to(data: bytes, reply_to: str) -> bytes | None:
