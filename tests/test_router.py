@@ -29,6 +29,7 @@ from bridge.hub.core.outputs import (
     Release,
     Send,
     Unfollow,
+    Watch,
 )
 from bridge.hub.core.router import Joined, Limits, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import CloseCode, Role
@@ -36,7 +37,7 @@ from bridge.protocol.catalog import Catalog
 from bridge.protocol.retention import RetainDecision
 from bridge.protocol.tokens import issue_token
 
-from .helpers import hello, sample_text, seed_event
+from .helpers import hello, sample, sample_text, seed_event
 
 SECRET = "router-test-secret-of-at-least-32-bytes"
 STATE = "Amazon/Agent/SetAgentState"
@@ -644,3 +645,111 @@ def test_an_open_hub_has_no_token_to_refresh(catalog: Catalog, clock: Clock) -> 
     assert isinstance(result, Joined) and result.peer.expires is None
     frame = {"channel": "Bridge", "topic": "Session", "subtopic": "Refresh", "source": "t", "data": {"token": "x"}}
     assert error_of(router.receive(result.peer, orjson.dumps(frame))[0])["data"]["errorType"] == "FORBIDDEN"
+
+
+# --- supervisors (protocol 1.2) ---------------------------------------------------------------------
+
+
+def supervisor(router: Router, cid: str, agents: list[str], *, control: bool = False,
+               snapshots: dict[str, Snapshot] | None = None) -> tuple[Peer, list[Any], list[Any]]:
+    token = issue_token(SECRET, agent="lead1", role="supervisor", agents=agents, control=control)
+    result = router.hello(cid, hello("supervisor", token=token))
+    assert isinstance(result, Joined), result
+    greeted = router.greet(cid, snapshots or {})
+    return result.peer, result.outputs, greeted
+
+
+def test_a_supervisor_follows_its_agents_and_is_replayed_each_with_its_name(router: Router) -> None:
+    state = orjson.dumps(seed_event())
+    peer, joined, greeted = supervisor(router, "c-s", ["agent1", "agent2", "agent3"], snapshots={
+        "agent1": Snapshot(True, [state], "c-p1"),
+        "agent2": Snapshot(False, []),  # unknown to the hub: not replayed
+        "agent3": Snapshot(False, [state]),
+    })
+    assert joined == [Follow("agent1"), Follow("agent2"), Follow("agent3"), Greet("c-s", ("agent1", "agent2", "agent3")),
+                      Deadline()]
+    welcome, *replay = frames(greeted, "c-s")
+    assert welcome["message"] == {"role": "supervisor", "supervisor": "lead1", "control": False,
+                                  "agents": ["agent1", "agent2", "agent3"], "connectionId": "c-s"}
+    assert [(f["agent"], f["subtopic"], f["retained"]) for f in replay] == [
+        ("agent1", "ProviderStatus", True), ("agent1", "SetAgentState", True),
+        ("agent3", "ProviderStatus", True), ("agent3", "SetAgentState", True),
+    ]
+    assert [o for o in greeted if isinstance(o, Attach)] == [Attach("c-s", a, watch=True) for a in
+                                                             ("agent1", "agent2", "agent3")]
+    # The tagged frame is the app's frame with "agent" first.
+    data = orjson.dumps(seed_event())
+    deliver, watch = router.event("agent1", data, None)
+    assert deliver == Deliver("agent1", data) and isinstance(watch, Watch)
+    assert watch.data.startswith(b'{"agent":"agent1",') and orjson.loads(watch.data) == {"agent": "agent1",
+                                                                                         **orjson.loads(data)}
+    assert router.event("agent9", data, None) == []  # outside every scope here
+
+
+def test_a_supervisor_of_every_agent_follows_all_and_hears_new_agents(router: Router) -> None:
+    peer, joined, greeted = supervisor(router, "c-s", ["*"], snapshots={"agent1": Snapshot(True, [], "c-p")})
+    assert joined[0] == Follow("*") and Attach("c-s", "*", watch=True) in greeted
+    [watch] = router.provider_changed("agent7", ProviderPublication("c-new", up=True))
+    assert isinstance(watch, Watch) and orjson.loads(watch.data) == {
+        "agent": "agent7", "channel": "Bridge", "topic": "Session", "subtopic": "ProviderStatus",
+        "message": {"connected": True}}
+    assert router.leave("c-s") == [Detach("c-s", "*", watch=True), Unfollow("*")]
+
+
+def test_a_supervisor_with_control_asks_for_an_agent_in_scope(router: Router, app: Peer) -> None:
+    peer, _, _ = supervisor(router, "c-s", ["agent1"], control=True)
+    request = {**sample("Mute.request.json"), "agent": "agent1"}
+    [forward] = router.receive(peer, orjson.dumps(request))
+    assert isinstance(forward, Forward) and forward.agent == "agent1"
+    sent = orjson.loads(forward.data)
+    assert "agent" not in sent and sent["id"] == forward.request_id  # the provider sees an app's request
+    # The answer: apps get it under the bus id, the supervisor under its own id, with the agent.
+    answer = orjson.dumps(seed_event(forward.request_id))
+    outputs = router.event("agent1", answer, forward.request_id)
+    assert Deliver("agent1", answer) in outputs
+    [own] = [o for o in outputs if isinstance(o, Send) and o.connection_id == "c-s"]
+    assert orjson.loads(own.data)["replyTo"] == "req-17" and orjson.loads(own.data)["agent"] == "agent1"
+    [watch] = [o for o in outputs if isinstance(o, Watch)]
+    assert watch.skip == "c-s"
+
+
+@pytest.mark.parametrize(
+    "control, agent, why",
+    [
+        (False, "agent1", "grants no control"),
+        (True, None, 'top-level "agent" key'),
+        (True, "agent2", "outside this supervisor's scope"),
+        (True, 7, '"agent" must be'),
+    ],
+)
+def test_a_supervisor_request_is_forbidden_without_control_scope_or_agent(
+    router: Router, control: bool, agent: Any, why: str
+) -> None:
+    peer, _, _ = supervisor(router, "c-s", ["agent1"], control=control)
+    request = sample("Mute.request.json") if agent is None else {**sample("Mute.request.json"), "agent": agent}
+    [refused] = router.receive(peer, orjson.dumps(request))
+    err = error_of(refused)
+    assert err["data"]["errorType"] == "FORBIDDEN" and why in err["data"]["errorMessage"]
+    assert err["replyTo"] == "req-17"
+    assert err.get("agent") == (agent if isinstance(agent, str) else None)
+
+
+def test_a_supervisor_sends_no_events(router: Router) -> None:
+    peer, _, _ = supervisor(router, "c-s", ["agent1"], control=True)
+    [refused] = router.receive(peer, orjson.dumps({**seed_event(), "agent": "agent1"}))
+    assert error_of(refused)["data"]["errorType"] == "FORBIDDEN"
+
+
+@pytest.mark.parametrize("claims", [{}, {"agents": []}, {"agents": "agent1"}, {"agents": ["*", "agent1"]},
+                                    {"agents": ["a"], "control": "yes"}])
+def test_a_supervisor_token_with_a_bad_scope_is_refused(router: Router, claims: dict[str, Any]) -> None:
+    import time
+
+    import jwt
+
+    token = jwt.encode({"sub": "lead1", "role": "supervisor", "exp": int(time.time()) + 60, **claims}, SECRET,
+                       algorithm="HS256")
+    result = router.hello("c-s", hello("supervisor", token=token))
+    assert isinstance(result, Refused)
+    assert error_of(result.outputs[0])["data"]["errorType"] == "NOT_AUTHENTICATED"
+    assert isinstance(result.outputs[1], Close) and result.outputs[1].code == CloseCode.POLICY_VIOLATION

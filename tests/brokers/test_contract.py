@@ -298,3 +298,38 @@ async def test_a_request_reaches_the_holder_and_names_its_connection(cluster: Cl
     assert holder.seen.requests == [("a1", "r-1", AWKWARD)]
     if asker is not holder:
         assert asker.seen.requests == []
+
+
+# --- every agent (a supervisor of all) ------------------------------------------------------------
+
+
+async def test_following_every_agent_delivers_each_publication_once(cluster: Cluster) -> None:
+    node = await cluster.node()
+    peer = await cluster.peer(node)
+    await node.broker.follow("named")  # also followed by name: still once
+    await node.broker.follow_all()
+    await node.broker.follow_all()  # idempotent
+    for agent in ("named", "later-1", "later-2"):
+        await peer.broker.publish(agent, event(agent.encode()))
+    await node.seen.until(lambda: all(node.seen.of(a) for a in ("named", "later-1", "later-2")))
+    await cluster.settle()
+    assert [node.seen.events(a) for a in ("named", "later-1", "later-2")] == [[b"named"], [b"later-1"], [b"later-2"]]
+    # Ended, only the agents followed by name are delivered again (and still once).
+    await node.broker.unfollow_all()
+    await peer.broker.publish("named", event(b"again"))
+    await peer.broker.publish("later-1", event(b"not any more"))
+    await node.seen.until(lambda: node.seen.events("named") == [b"named", b"again"])
+    await cluster.settle()
+    assert node.seen.events("later-1") == [b"later-1"]
+
+
+async def test_the_known_agents_are_those_with_a_provider_or_retained_frames(cluster: Cluster) -> None:
+    node = await cluster.node()
+    await node.broker.follow("k-state")
+    await node.broker.set_retained("k-state", STATE, b"s")
+    await node.broker.claim_provider("k-provider", "c-1")
+    await node.broker.follow("k-nothing")
+    await node.broker.flush()
+    known = await node.broker.known_agents()
+    assert {"k-state", "k-provider"} <= set(known)
+    assert "k-nothing" not in known
