@@ -661,7 +661,7 @@ def supervisor(router: Router, cid: str, agents: list[str], *, control: bool = F
 
 def test_a_supervisor_follows_its_agents_and_is_replayed_each_with_its_name(router: Router) -> None:
     state = orjson.dumps(seed_event())
-    peer, joined, greeted = supervisor(router, "c-s", ["agent1", "agent2", "agent3"], snapshots={
+    _, joined, greeted = supervisor(router, "c-s", ["agent1", "agent2", "agent3"], snapshots={
         "agent1": Snapshot(True, [state], "c-p1"),
         "agent2": Snapshot(False, []),  # unknown to the hub: not replayed
         "agent3": Snapshot(False, [state]),
@@ -687,7 +687,7 @@ def test_a_supervisor_follows_its_agents_and_is_replayed_each_with_its_name(rout
 
 
 def test_a_supervisor_of_every_agent_follows_all_and_hears_new_agents(router: Router) -> None:
-    peer, joined, greeted = supervisor(router, "c-s", ["*"], snapshots={"agent1": Snapshot(True, [], "c-p")})
+    _, joined, greeted = supervisor(router, "c-s", ["*"], snapshots={"agent1": Snapshot(True, [], "c-p")})
     assert joined[0] == Follow("*") and Attach("c-s", "*", watch=True) in greeted
     [watch] = router.provider_changed("agent7", ProviderPublication("c-new", up=True))
     assert isinstance(watch, Watch) and orjson.loads(watch.data) == {

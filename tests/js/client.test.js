@@ -482,3 +482,94 @@ describe("token refresh", () => {
     assert.equal(fake.last().sent.length, 1);
   });
 });
+
+describe("supervisors (protocol 1.2)", () => {
+  const scopeWelcome = { role: "supervisor", supervisor: "wallboard", agents: ["*"], control: true };
+
+  /** An open-hub supervisor, opened; the fake Welcome says what a supervisor's says. */
+  async function supervisor(t, options = {}) {
+    const env = setup(t, { agent: undefined, role: "supervisor", agents: ["*"], control: true,
+      source: "wallboard", ...options });
+    env.bus.start();
+    await flush();
+    env.fake.last().accept();
+    const [hello] = env.fake.last().sent;
+    env.fake.last().deliver({ channel: "Bridge", topic: "Session", subtopic: "Welcome",
+      message: { ...scopeWelcome, connectionId: "c0" } });
+    return { ...env, hello };
+  }
+
+  test("an open-hub Hello names the scope and control; Welcome gives the scope back", async (t) => {
+    const { bus, hello } = await supervisor(t);
+    assert.deepEqual(hello.data, { role: "supervisor", agents: ["*"], control: true });
+    assert.equal(bus.state, ConnectionState.OPEN);
+    assert.deepEqual(bus.agents, ["*"]);
+    assert.equal(bus.control, true);
+    assert.equal(bus.agent, null, "a supervisor joins no single agent");
+    assert.equal(bus.providerConnected, null);
+  });
+
+  test("control is left out of Hello unless asked; a token alone otherwise", async (t) => {
+    const { hello } = await supervisor(t, { control: undefined, agents: ["agent1", "agent2"] });
+    assert.deepEqual(hello.data, { role: "supervisor", agents: ["agent1", "agent2"] });
+    const fake = fakeWebSockets();
+    const tokened = new BridgeClient({ url: URL, role: "supervisor", token: "tok", WebSocket: fake.WebSocket });
+    tokened.start();
+    await flush();
+    fake.last().accept();
+    assert.deepEqual(fake.last().sent[0].data, { role: "supervisor", token: "tok" });
+    tokened.close();
+  });
+
+  test("a supervisor gives exactly one of token and agents, never agent", () => {
+    const fake = fakeWebSockets();
+    const make = (options) => new BridgeClient({ url: URL, role: "supervisor", WebSocket: fake.WebSocket, ...options });
+    assert.throws(() => make({}), TypeError);
+    assert.throws(() => make({ agents: [] }), TypeError);
+    assert.throws(() => make({ agents: ["*"], token: "t" }), TypeError);
+    assert.throws(() => make({ agent: "agent1" }), TypeError);
+    assert.throws(() => make({ token: "t", control: true }), TypeError, "the token says whether it has control");
+  });
+
+  test("each frame's agent: handlers see it, last(kind, agent) keeps one per agent", async (t) => {
+    const { bus, fake } = await supervisor(t);
+    const seen = [];
+    bus.on(SET_AGENT_STATE, (env) => seen.push([env.agent, env.message.event]));
+    const socket = fake.last();
+    socket.deliver({ agent: "agent1", channel: "Bridge", topic: "Session", subtopic: "ProviderStatus",
+      message: { connected: true }, retained: true });
+    socket.deliver(stateEvent("Available", { agent: "agent1", retained: true }));
+    socket.deliver(stateEvent("Break", { agent: "agent2" }));
+    assert.deepEqual(seen, [["agent1", "Available"], ["agent2", "Break"]]);
+    assert.equal(bus.last(SET_AGENT_STATE, "agent1").message.event, "Available");
+    assert.equal(bus.last(SET_AGENT_STATE, "agent2").message.event, "Break");
+    assert.equal(bus.last(SET_AGENT_STATE).message.event, "Break", "without an agent: the latest of any");
+    assert.equal(bus.last(SET_AGENT_STATE, "agent3"), null);
+    assert.equal(bus.providerConnected, null, "one agent's ProviderStatus is not the connection's");
+  });
+
+  test("request(kind, data, {agent}) names the target; the answer and errors carry it", async (t) => {
+    const { bus, fake } = await supervisor(t);
+    const socket = fake.last();
+    const answer = bus.request(SET_NOT_READY, { ReasonCodeId: "Break" }, { agent: "agent7" });
+    const [sent] = socket.sentOf(SET_NOT_READY);
+    assert.equal(sent.agent, "agent7");
+    assert.deepEqual(sent.data, { ReasonCodeId: "Break" });
+    assert.equal(sent.source, "wallboard");
+    socket.deliver(stateEvent("Break", { agent: "agent7", replyTo: sent.id }));
+    assert.equal((await answer).agent, "agent7");
+
+    const refused = bus.request(SET_NOT_READY, { ReasonCodeId: "Break" }, { agent: "agent9" });
+    const [, second] = socket.sentOf(SET_NOT_READY);
+    socket.deliver(errorFrame("PROVIDER_UNAVAILABLE", { agent: "agent9", replyTo: second.id }));
+    await assert.rejects(refused, (err) => err instanceof BridgeError
+      && err.errorType === "PROVIDER_UNAVAILABLE" && err.agent === "agent9");
+  });
+
+  test("an app's request carries no agent key", async (t) => {
+    const { bus, fake } = await opened(t);
+    bus.request(SET_NOT_READY, { ReasonCodeId: "Lunch" }).catch(() => {});
+    const [sent] = fake.last().sentOf(SET_NOT_READY);
+    assert.equal("agent" in sent, false);
+  });
+});

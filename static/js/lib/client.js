@@ -6,8 +6,11 @@
  * table). It says Hello on every connection, matches answers to requests by
  * `replyTo`, hands events to handlers by kind, keeps the latest event of each
  * kind received on the current connection (`last`), and comes back after a
- * drop with exponential backoff and full jitter. Both roles use it: widgets
- * as `app`, the Streams page as `provider`.
+ * drop with exponential backoff and full jitter. Every role uses it: widgets
+ * as `app`, the Streams page as `provider`, the wallboard as `supervisor`
+ * (protocol 1.2: one connection following many agents; every frame it gets
+ * carries the agent's name in its top-level `agent`, and its requests name
+ * their target agent the same way).
  *
  * @example
  *   const bus = new BridgeClient({ url: "ws://127.0.0.1:8765/ws", agent: "agent1" });
@@ -16,6 +19,11 @@
  *   bus.start();
  *   await bus.ready();
  *   await bus.request("Amazon/Agent/SetNotReady", { ReasonCodeId: "Lunch" });
+ *
+ *   // A supervisor on an open hub: every agent, and the right to send requests.
+ *   const floor = new BridgeClient({ url, role: "supervisor", agents: ["*"], control: true });
+ *   floor.on("Amazon/Agent/SetAgentState", (env) => show(env.agent, env.message));
+ *   await floor.request("Amazon/Agent/SetNotReady", { ReasonCodeId: "Break" }, { agent: "agent7" });
  * @module lib/client
  */
 
@@ -65,6 +73,8 @@ export class BridgeError extends Error {
     this.msg = data.msg || "The request failed.";
     this.request = data.request || null;
     this.envelope = envelope;
+    /** The agent the error is about (frames to supervisors carry it), else null. */
+    this.agent = envelope && typeof envelope.agent === "string" ? envelope.agent : null;
   }
 }
 
@@ -131,14 +141,18 @@ export function newId() {
 
 export class BridgeClient extends EventTarget {
   /**
-   * Give either `token` (a secured hub) or `agent` (an open demo hub), not both.
+   * Give either `token` (a secured hub) or `agent` (an open demo hub), not both;
+   * a supervisor gives `token` or `agents` (and `control`) instead.
    *
    * @param {object} options
    * @param {string} options.url            the hub's WebSocket URL, e.g. ws://host:port/ws
    * @param {string|(() => string|Promise<string>)} [options.token] signed token, or a function
    *   returning a fresh one, called before every connection (short-lived tokens)
-   * @param {string} [options.agent]        agent name (open-mode hub only)
-   * @param {"app"|"provider"} [options.role="app"]
+   * @param {string} [options.agent]        agent name (open-mode hub only; apps and providers)
+   * @param {"app"|"provider"|"supervisor"} [options.role="app"]
+   * @param {string[]} [options.agents]     supervisor on an open-mode hub: the agents to follow, or ["*"]
+   * @param {boolean} [options.control]     supervisor on an open-mode hub: ask for the right to send
+   *   requests (the hub's default is false); with a token, the token says
    * @param {string} [options.source="browser"] this app's name in `source` (1-64 characters)
    * @param {number} [options.requestTimeout=15000] ms before a request gives up (REQUEST_TIMEOUT,
    *   local); longer than the hub's own 10 s so the hub's error, which names the cause, comes first
@@ -156,7 +170,17 @@ export class BridgeClient extends EventTarget {
     if (!options || !options.url) throw new TypeError("BridgeClient needs a url");
     const hasToken = options.token !== undefined && options.token !== null && options.token !== "";
     const hasAgent = options.agent !== undefined && options.agent !== null && options.agent !== "";
-    if (hasToken === hasAgent) {
+    const supervisor = options.role === "supervisor";
+    if (supervisor) {
+      // A supervisor follows a scope, never one agent: its open-hub Hello names `agents`.
+      const hasScope = Array.isArray(options.agents) && options.agents.length > 0;
+      if (hasAgent || hasToken === hasScope) {
+        throw new TypeError("a supervisor gives exactly one of token (secured hub) or agents (open hub)");
+      }
+      if (hasToken && options.control !== undefined) {
+        throw new TypeError("with a token, the token says whether a supervisor has control");
+      }
+    } else if (hasToken === hasAgent) {
       throw new TypeError("give exactly one of token (secured hub) or agent (open hub)");
     }
     const source = options.source ?? "browser";
@@ -172,6 +196,8 @@ export class BridgeClient extends EventTarget {
     this.stableAfter = options.stableAfter ?? DEFAULTS.stableAfter;
     this._token = hasToken ? options.token : null;
     this._agentName = hasAgent ? options.agent : null;
+    this._agents = supervisor && !hasToken ? [...options.agents] : null;
+    this._control = supervisor && !hasToken && options.control !== undefined ? Boolean(options.control) : null;
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     this._random = options.random || Math.random;
 
@@ -222,9 +248,21 @@ export class BridgeClient extends EventTarget {
     return this._welcome;
   }
 
-  /** The agent this client joined (from Welcome), or the one it asked for. */
+  /** The agent this client joined (from Welcome), or the one it asked for; null for a supervisor. */
   get agent() {
-    return this._welcome ? this._welcome.agent : this._agentName;
+    return this._welcome ? (this._welcome.agent ?? null) : this._agentName;
+  }
+
+  /** A supervisor's scope: the agents granted (Welcome; ["*"] for all), or those asked for; else null. */
+  get agents() {
+    if (this._welcome && Array.isArray(this._welcome.agents)) return this._welcome.agents;
+    return this._agents;
+  }
+
+  /** Whether a supervisor may send requests (Welcome), or what it asked for; null for other roles. */
+  get control() {
+    if (this._welcome && typeof this._welcome.control === "boolean") return this._welcome.control;
+    return this._control;
   }
 
   /** The hub's id for the current (or last) connection, or null. */
@@ -232,7 +270,10 @@ export class BridgeClient extends EventTarget {
     return this._welcome ? this._welcome.connectionId : null;
   }
 
-  /** Whether the agent's provider is connected, from Welcome and ProviderStatus; null before. */
+  /**
+   * Whether the agent's provider is connected, from Welcome and ProviderStatus; null before,
+   * and always null for a supervisor (each ProviderStatus it gets names its `agent`).
+   */
   get providerConnected() {
     return this._providerConnected;
   }
@@ -311,8 +352,9 @@ export class BridgeClient extends EventTarget {
    * Send a request and wait for its answer.
    * @param {string} kind e.g. "Amazon/Agent/SetNotReady"
    * @param {object} [data]
-   * @param {{timeout?: number, id?: string}} [options] timeout in ms (default requestTimeout)
-   * @returns {Promise<object>} the answering event envelope
+   * @param {{timeout?: number, id?: string, agent?: string}} [options] timeout in ms (default
+   *   requestTimeout); `agent`: a supervisor's target agent, sent as the top-level `agent` key
+   * @returns {Promise<object>} the answering event envelope (a supervisor's carries `agent`)
    * @throws {BridgeError} the error frame's, REQUEST_TIMEOUT (local), CONNECTION_LOST or CLIENT_CLOSED
    */
   request(kind, data, options = {}) {
@@ -325,6 +367,7 @@ export class BridgeClient extends EventTarget {
     }
     const id = options.id || newId();
     const envelope = { ...name, source: this.source, id };
+    if (options.agent !== undefined) envelope.agent = options.agent;
     if (data !== undefined && data !== null) envelope.data = data;
     const timeout = options.timeout ?? this.requestTimeout;
     return new Promise((resolve, reject) => {
@@ -365,11 +408,13 @@ export class BridgeClient extends EventTarget {
   /**
    * The latest event of `kind` received on the current connection (retained
    * replays included), or null. It is forgotten when a new connection opens:
-   * the hub replays what it retains right after Welcome.
+   * the hub replays what it retains right after Welcome. A supervisor names
+   * the agent: `last(kind, "agent7")` (without it, the latest of any agent).
    * @param {string} kind
+   * @param {string} [agent] the frame's top-level `agent`
    */
-  last(kind) {
-    return this._last.get(kind) ?? null;
+  last(kind, agent) {
+    return this._last.get(agent === undefined ? kind : `${kind}\n${agent}`) ?? null;
   }
 
   /**
@@ -528,7 +573,7 @@ export class BridgeClient extends EventTarget {
     }, this.connectTimeout);
     socket.addEventListener("open", () => {
       if (socket !== this._socket) return;
-      const data = token !== null ? { role: this.role, token } : { role: this.role, agent: this._agentName };
+      const data = token !== null ? { role: this.role, token } : this._openHello();
       this._send({ ...parseKind(HELLO), source: this.source, id: newId(), data });
     });
     socket.addEventListener("message", (event) => {
@@ -536,6 +581,14 @@ export class BridgeClient extends EventTarget {
     });
     socket.addEventListener("close", (event) => this._lost(socket, event.code, event.reason));
     // An "error" event is always followed by "close"; what to do is decided there.
+  }
+
+  /** Hello's data on an open hub: the agent joined, or a supervisor's scope. */
+  _openHello() {
+    if (this.role !== "supervisor") return { role: this.role, agent: this._agentName };
+    const data = { role: this.role, agents: this._agents };
+    if (this._control !== null) data.control = this._control;
+    return data;
   }
 
   /** `socket` is gone (closed, or given up on): fail what was in flight and decide what next. */
@@ -639,11 +692,13 @@ export class BridgeClient extends EventTarget {
       if (pending) this._settle(envelope.replyTo, pending, pending.resolve, envelope);
       return;
     }
-    if (kind === PROVIDER_STATUS && envelope.message) {
+    const agent = typeof envelope.agent === "string" ? envelope.agent : null;
+    if (kind === PROVIDER_STATUS && envelope.message && agent === null) {
       this._providerConnected = Boolean(envelope.message.connected);
     }
     if (kind === REPLACED) this._replaced = true;
     this._last.set(kind, envelope);
+    if (agent !== null) this._last.set(`${kind}\n${agent}`, envelope);
     if (pending) this._settle(envelope.replyTo, pending, pending.resolve, envelope);
     const handlers = [...(this._handlers.get(kind) || []), ...(this._handlers.get("*") || [])];
     this._call(handlers, envelope, `a handler for ${kind}`);
@@ -652,7 +707,7 @@ export class BridgeClient extends EventTarget {
   _welcomed(message) {
     clearTimeout(this._connectTimer);
     this._welcome = message;
-    this._providerConnected = Boolean(message.providerConnected);
+    this._providerConnected = message.role === "supervisor" ? null : Boolean(message.providerConnected);
     this._connections += 1;
     this._openedAt = Date.now();
     this._last.clear(); // `last` is per connection: the retained replays follow at once

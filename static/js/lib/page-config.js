@@ -26,10 +26,18 @@ const QUERY_KEYS = {
   refresh: "refreshMs",
   name: "name",
   template: "template", // screenpop.html: the CRM URL template
+  // wallboard.html (a supervisor): the agents to follow on an open hub ("*" or "a,b"),
+  // whether to ask for control there, the not-ready limit in seconds, and for the
+  // benchmark, batching per frame (on unless 0) and the frame-timing probe.
+  agents: "agents",
+  control: "control",
+  notReadyLimit: "notReadyLimitS",
+  batch: "batch",
+  perf: "perf",
 };
 
-const NUMBER_KEYS = new Set(["callTimeoutMs", "requestTimeoutMs", "latencyMs", "refreshMs"]);
-const BOOLEAN_KEYS = new Set(["emulate"]);
+const NUMBER_KEYS = new Set(["callTimeoutMs", "requestTimeoutMs", "latencyMs", "refreshMs", "notReadyLimitS"]);
+const BOOLEAN_KEYS = new Set(["emulate", "control", "batch", "perf"]);
 
 /** The hub on the same host and port as the page, over ws: or wss: to match. */
 export function defaultHubUrl(location = globalThis.location) {
