@@ -114,6 +114,7 @@ async def test_quick_connects(hub: HubServer, agent: VirtualAgent) -> None:
         (["dial", "+0123"], 7, "[SCHEMA_VIOLATION]"),
         (["consult", "arn:aws:connect:nowhere"], 7, "[SCHEMA_VIOLATION]"),
         (["transfer", "Nobody"], 2, "no quick connect named 'Nobody' (the agent's: Billing queue, Front desk"),
+        (["dial", "601-326-1548"], 2, "'601-326-1548' is not an E.164 number: write it with + and the country code"),
         (["dial"], 2, "Missing argument 'TARGET'"),
     ],
 )

@@ -125,6 +125,11 @@ async def resolve(calls: Calls, target: str) -> str | QuickConnect | int:
     """A number or ARN as given; a name through GetQuickConnects (EXIT_USAGE when none has it)."""
     if target.startswith(("+", "arn:")):
         return target
+    digits = target.replace(" ", "").replace("-", "")
+    if digits.isdigit():
+        click.echo(f"error: {target!r} is not an E.164 number: write it with + and the country code "
+                   "(+16013261548, not 6013261548)", err=True)
+        return EXIT_USAGE
     found = await calls.find_quick_connect(target)
     if found is None:
         names = ", ".join(q.name for q in await calls.quick_connects()) or "none"
