@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["validation", "memory", "fanout", "roundtrip", "redis"]
+SCRIPTS = ["validation", "memory", "fanout", "roundtrip", "redis", "supervisor", "wallboard"]
 
 
 def main() -> None:

@@ -136,6 +136,9 @@ class RedisBroker(Broker):
         self._unreleased: dict[str, str] = {}
         #: Retained frames of held agents: served while degraded, written back on re-claim.
         self._copy = RetainedCopy()
+        #: Providers on other nodes this node heard arrive, by agent (the heartbeat checks
+        #: they still exist: a dead node's entry may expire without a word).
+        self._remote: dict[str, str] = {}
 
         #: This node's publications, numbered: what lets it know its own on the bus.
         self._seq = 0
@@ -353,7 +356,12 @@ class RedisBroker(Broker):
     async def provider(self, agent: str) -> ProviderLocation | None:
         if self._healthy:
             try:
-                return await self._registry.lookup(agent)
+                location = await self._registry.lookup(agent)
+                if location is not None and location.node_id != self.node_id:
+                    # What a joiner is told: watched like one heard arriving.
+                    self._note_provider(agent, Publication(PublicationType.PROVIDER_UP,
+                                                           connection_id=location.connection_id))
+                return location
             except BACKEND_ERRORS as exc:
                 self._mark_broken(f"looking up a provider: {exc!r}")
         connection_id = self._held.get(agent)
@@ -437,12 +445,26 @@ class RedisBroker(Broker):
             wanted = not via_pattern and agent in self._followed  # not one unfollowed meanwhile
         if agent is not None and wanted:
             publication, node_id, seq = decode_publication(payload)
+            self._note_provider(agent, publication)
             if seq and node_id == self.node_id:
                 if seq in self._in_flight:
                     self._arrived.add(seq)  # on the bus: the fallback must not deliver it again
                 elif self._echoes.pop(seq, 0) is None:
                     return  # delivered here already, when its batch's reply did not come
             handler.on_publication(agent, publication)
+
+    def _note_provider(self, agent: str, publication: Publication) -> None:
+        kind = publication.type
+        if kind is PublicationType.PROVIDER_UP and publication.connection_id is not None:
+            if self._held.get(agent) == publication.connection_id:
+                self._remote.pop(agent, None)
+                return
+            self._remote.pop(agent, None)  # most recent last: the oldest is forgotten first
+            self._remote[agent] = publication.connection_id
+            if len(self._remote) > MAX_KNOWN_AGENTS:
+                del self._remote[next(iter(self._remote))]
+        elif kind is PublicationType.PROVIDER_DOWN and self._remote.get(agent) == publication.connection_id:
+            del self._remote[agent]
 
     # --- the write queue's two ends ------------------------------------------------------------
 
@@ -677,6 +699,12 @@ class RedisBroker(Broker):
         silently: this tells the apps here within a heartbeat, and fails their
         requests in flight to it at once instead of at their timeout.
         """
-        remote = [agent for agent in self._followed if agent not in self._held]
+        remote = [agent for agent in {*self._followed, *self._remote} if agent not in self._held]
         for agent, location in await self._registry.ghosts(remote):
             await self._drop_ghost(agent, location)
+        # An entry that expired with its node announced nothing: say it here.
+        for agent in await self._registry.vacant([agent for agent in self._remote if agent not in self._held]):
+            connection_id = self._remote.pop(agent, None)
+            if connection_id is not None:
+                log.info("provider %s of agent %s is gone (its entry expired)", connection_id, agent)
+                self._deliver_locally(agent, Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id))

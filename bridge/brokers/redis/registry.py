@@ -192,6 +192,13 @@ class ProviderRegistry:
     async def lookup(self, agent: str) -> ProviderLocation | None:
         return decode_holder(await self._redis.get(self._keys.provider(agent)))
 
+    async def vacant(self, agents: Sequence[str]) -> list[str]:
+        """Those of ``agents`` that have no provider entry (one expired with its dead node, say)."""
+        if not agents:
+            return []
+        holders = await self._redis.mget([self._keys.provider(agent) for agent in agents])
+        return [agent for agent, holder in zip(agents, holders, strict=True) if decode_holder(holder) is None]
+
     async def ghosts(self, agents: Sequence[str]) -> list[tuple[str, ProviderLocation]]:
         """The entries among ``agents``' whose holder is another node that no longer listens."""
         if not agents:
