@@ -692,7 +692,7 @@ class Router:
             self.on_request_done(self.clock() - entry.started)
             if entry.reply_to != entry.request_id or entry.watch:
                 requester = entry.connection_id
-                own = _with_reply_to(data, entry.reply_to)
+                own = _with_reply_to(data, entry.request_id, entry.reply_to)
         outputs: list[Output] = []
         if room is not None:
             if room.joining or room.supervisors_joining:
@@ -716,7 +716,7 @@ class Router:
         entry = self.pending.pop(agent, reply_to)
         if entry is None:
             return []  # answered already, timed out, or asked on another node
-        own = _with_reply_to(data, entry.reply_to) if entry.reply_to != entry.request_id else data
+        own = _with_reply_to(data, entry.request_id, entry.reply_to) if entry.reply_to != entry.request_id else data
         own = own if own is not None else data
         return [Send(entry.connection_id, tagged(agent, own) if entry.watch else own, _error_type(data))]
 
@@ -925,8 +925,16 @@ def _failure(entry: Pending, error_type: ErrorType, why: str) -> Send:
     return Send(entry.connection_id, tagged(entry.agent, data) if entry.watch else data, error_type)
 
 
-def _with_reply_to(data: bytes, reply_to: str) -> bytes | None:
-    """``data`` (an event or error) answering ``reply_to`` instead (``None``: not an envelope)."""
+def _with_reply_to(data: bytes, bus_id: str, reply_to: str) -> bytes | None:
+    """``data`` (an event or error answering ``bus_id``) answering ``reply_to`` instead (``None``: not an envelope).
+
+    Frames the hub forwards are written by the hub, compact, and a bus id is
+    unique and needs no escaping: the value is swapped in the bytes, without
+    parsing (an answer is on the round trip's path). Anything else is parsed.
+    """
+    old = b'"replyTo":"' + bus_id.encode() + b'"'
+    if data.count(old) == 1:
+        return data.replace(old, b'"replyTo":' + orjson.dumps(reply_to))
     try:
         envelope = orjson.loads(data)
     except orjson.JSONDecodeError:
