@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { coarseLabel, formatDuration } from "../../static/js/lib/format.js";
+import { coarseLabel, formatDuration, hubStatusText } from "../../static/js/lib/format.js";
 import { isError, isEvent, isRequest, kindOf, parseKind } from "../../static/js/lib/kind.js";
 import { CloseCode, ErrorType, HUMAN_MESSAGES, SET_NOT_READY } from "../../static/js/lib/names.js";
 import { readPageConfig } from "../../static/js/lib/page-config.js";
@@ -29,6 +29,12 @@ test("the generated names: close codes and a sentence for every error type", () 
   assert.deepEqual({ ...CloseCode }, { NORMAL: 1000, GOING_AWAY: 1001, POLICY_VIOLATION: 1008,
     MESSAGE_TOO_BIG: 1009, REPLACED: 4001, TOKEN_EXPIRED: 4003, TOO_SLOW: 4008 });
   assert.deepEqual(Object.keys(HUMAN_MESSAGES).sort(), Object.keys(ErrorType).sort());
+});
+
+test("hubStatusText names every connection state", () => {
+  assert.equal(hubStatusText("open"), "Bridge: connected");
+  assert.equal(hubStatusText("reconnecting"), "Bridge: reconnecting");
+  assert.equal(hubStatusText("something-new"), "Bridge: something-new");
 });
 
 test("formatDuration and coarseLabel", () => {

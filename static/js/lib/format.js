@@ -22,3 +22,12 @@ export function formatDuration(ms) {
 export function coarseLabel(state) {
   return { Ready: "Ready", Not_Ready: "Not ready", Logout: "Logged out" }[state] || "Unknown";
 }
+
+/** How the pages name the client's connection state ("Bridge: connected"). */
+export function hubStatusText(state) {
+  const text = {
+    idle: "not started", connecting: "connecting", open: "connected",
+    reconnecting: "reconnecting", closed: "disconnected",
+  }[state];
+  return `Bridge: ${text || state}`;
+}

@@ -5,6 +5,36 @@
  * @module pages/menu-button
  */
 
+/**
+ * The keys of an open menu (WAI-ARIA APG): the arrows, Home and End move among
+ * `items`, Enter and Space choose, Escape closes and gives focus back to the
+ * button (`close(true)`), Tab closes. Shared by every menu of the pages.
+ * @param {KeyboardEvent} event
+ * @param {HTMLElement[]} items the menu's items, in order
+ * @param {(focusButton?: boolean) => void} close
+ */
+export function menuKey(event, items, close) {
+  const index = items.indexOf(document.activeElement);
+  const move = (to) => {
+    event.preventDefault();
+    items[(to + items.length) % items.length]?.focus();
+  };
+  switch (event.key) {
+    case "ArrowDown": move(index + 1); break;
+    case "ArrowUp": move(index - 1); break;
+    case "Home": move(0); break;
+    case "End": move(items.length - 1); break;
+    case "Escape": event.preventDefault(); close(true); break;
+    case "Tab": close(); break;
+    case "Enter":
+    case " ":
+      event.preventDefault();
+      document.activeElement?.click();
+      break;
+    default: break;
+  }
+}
+
 export class MenuButton {
   /**
    * @param {HTMLButtonElement} button carries aria-haspopup="menu" and aria-controls
@@ -84,25 +114,6 @@ export class MenuButton {
   }
 
   _onMenuKey(event) {
-    const items = this._items();
-    const index = items.indexOf(document.activeElement);
-    const move = (to) => {
-      event.preventDefault();
-      items[(to + items.length) % items.length]?.focus();
-    };
-    switch (event.key) {
-      case "ArrowDown": move(index + 1); break;
-      case "ArrowUp": move(index - 1); break;
-      case "Home": move(0); break;
-      case "End": move(items.length - 1); break;
-      case "Escape": event.preventDefault(); this.close(true); break;
-      case "Tab": this.close(); break;
-      case "Enter":
-      case " ":
-        event.preventDefault();
-        document.activeElement?.click();
-        break;
-      default: break;
-    }
+    menuKey(event, this._items(), (focusButton) => this.close(focusButton));
   }
 }

@@ -7,6 +7,8 @@
  * @module pages/wallboard-menu
  */
 
+import { menuKey } from "./menu-button.js";
+
 export class ActionMenu {
   /**
    * @param {HTMLElement} menu an empty role="menu" element, hidden
@@ -115,25 +117,6 @@ export class ActionMenu {
   }
 
   _onKey(event) {
-    const items = this._items();
-    const index = items.indexOf(document.activeElement);
-    const move = (to) => {
-      event.preventDefault();
-      items[(to + items.length) % items.length]?.focus();
-    };
-    switch (event.key) {
-      case "ArrowDown": move(index + 1); break;
-      case "ArrowUp": move(index - 1); break;
-      case "Home": move(0); break;
-      case "End": move(items.length - 1); break;
-      case "Escape": event.preventDefault(); this.close(true); break;
-      case "Tab": this.close(); break;
-      case "Enter":
-      case " ":
-        event.preventDefault();
-        document.activeElement?.click();
-        break;
-      default: break;
-    }
+    menuKey(event, this._items(), (focusButton) => this.close(focusButton));
   }
 }

@@ -10,7 +10,7 @@
  * @module pages/wallboard-view
  */
 
-import { formatDuration } from "../lib/format.js";
+import { formatDuration, hubStatusText } from "../lib/format.js";
 import { ActionMenu } from "./wallboard-menu.js";
 import { VirtualList } from "./wallboard-list.js";
 import { ALL, CATEGORY, callSummary, isOverdue } from "./wallboard-model.js";
@@ -18,13 +18,6 @@ import { Notices } from "./notices.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
-const HUB_TEXT = {
-  idle: "Bridge: not started",
-  connecting: "Bridge: connecting",
-  open: "Bridge: connected",
-  reconnecting: "Bridge: reconnecting",
-  closed: "Bridge: disconnected",
-};
 
 const NUMBER = new Intl.NumberFormat("en");
 
@@ -146,7 +139,7 @@ export class WallboardView {
   /** The hub connection indicator. */
   showHub(state) {
     this.hub.dataset.status = state;
-    this.hub.querySelector(".indicator__text").textContent = HUB_TEXT[state] || `Bridge: ${state}`;
+    this.hub.querySelector(".indicator__text").textContent = hubStatusText(state);
   }
 
   /** Who the page follows, from the supervisor's Welcome. */

@@ -4,7 +4,7 @@
  * @module pages/widget-view
  */
 
-import { coarseLabel, formatDuration } from "../lib/format.js";
+import { coarseLabel, formatDuration, hubStatusText } from "../lib/format.js";
 import { CallCards, TargetPicker, keypadGrid } from "./call-card.js";
 import { nextStateName } from "./call-logic.js";
 import { MenuButton } from "./menu-button.js";
@@ -19,13 +19,6 @@ const BUTTON_RULES = {
   unmute: "unmute",
 };
 
-const HUB_TEXT = {
-  idle: "Bridge: not started",
-  connecting: "Bridge: connecting",
-  open: "Bridge: connected",
-  reconnecting: "Bridge: reconnecting",
-  closed: "Bridge: disconnected",
-};
 
 export class WidgetView {
   /**
@@ -79,7 +72,7 @@ export class WidgetView {
   /** The hub connection indicator. */
   showHub(state) {
     this.hub.dataset.status = state;
-    this.hub.querySelector(".indicator__text").textContent = HUB_TEXT[state] || `Bridge: ${state}`;
+    this.hub.querySelector(".indicator__text").textContent = hubStatusText(state);
   }
 
   /** The provider (softphone page) indicator; null = not known yet. */
