@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -11,6 +11,7 @@ from bridge.hub.server import HubServer
 from bridge.sim.virtual_agent import VirtualAgent
 
 from .helpers import FAST
+from .redis_helpers import drop_prefix, require_redis, unique_prefix
 
 SECRET = "test-secret-for-connect-bridge-tests"
 
@@ -41,3 +42,17 @@ async def va(hub: HubServer) -> AsyncIterator[VirtualAgent]:
     """A virtual agent as agent1's provider on ``hub``."""
     async with VirtualAgent(hub.url, agent="agent1", **FAST) as agent:
         yield agent
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    """The test Redis (fails under CI=true, skips elsewhere, when none answers)."""
+    return require_redis()
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own, deleted afterwards."""
+    name = unique_prefix()
+    yield name
+    drop_prefix(name)

@@ -27,7 +27,7 @@ from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 
 from .helpers import eventually
-from .redis_helpers import Client, answer_for, drop_prefix, is_kind, require_redis, sample, unique_prefix
+from .redis_helpers import Client, answer_for, is_kind, require_redis, sample
 
 pytestmark = pytest.mark.redis
 
@@ -72,16 +72,6 @@ class LateRedisBroker(RedisBroker):
             return result
 
         return wrapped
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    require_redis()
-    name = unique_prefix()
-    try:
-        yield name
-    finally:
-        drop_prefix(name)
 
 
 def late_broker(prefix: str) -> LateRedisBroker:

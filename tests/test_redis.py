@@ -44,7 +44,6 @@ from .redis_helpers import (
     drop_prefix,
     is_error,
     is_kind,
-    require_redis,
     sample,
     serve_provider,
     start_hubs,
@@ -52,18 +51,6 @@ from .redis_helpers import (
 )
 
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    return require_redis()
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    name = unique_prefix()
-    yield name
-    drop_prefix(name)
 
 
 @pytest.fixture(scope="module")

@@ -24,24 +24,12 @@ from bridge.sim.agent_model import AgentModel
 from bridge.sim.virtual_agent import VirtualAgent
 
 from .helpers import FAST, within
-from .redis_helpers import Client, HubProcess, drop_prefix, require_redis, start_hubs, unique_prefix
+from .redis_helpers import Client, HubProcess, start_hubs
 
 pytestmark = pytest.mark.redis
 
 STATE = "Amazon/Agent/SetAgentState"
 STATUS = "Bridge/Session/ProviderStatus"
-
-
-@pytest.fixture(scope="module")
-def redis_url() -> str:
-    return require_redis()
-
-
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    name = unique_prefix()
-    yield name
-    drop_prefix(name)
 
 
 @pytest.fixture
