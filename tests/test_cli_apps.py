@@ -233,12 +233,45 @@ async def test_send_with_tokens() -> None:
         (["GetStates"], "give --token"),
         (["GetStates", "--agent", "a", "--token", "t"], "not both"),
         (["SetReady", "--agent", "a", "--data", "[1]"], "must be a JSON object"),
+        (["GetStates", "--agent", "a", "--timeout", "-1"], "Invalid value for '--timeout'"),
+        (["GetStates", "--agent", "a", "--timeout", "0"], "Invalid value for '--timeout'"),
+        (["GetStates", "--agent", ""], "Invalid value for '--agent': is empty"),
+        (["GetStates", "--agent", "  "], "Invalid value for '--agent': is empty"),
+        (["GetStates", "--token", ""], "Invalid value for '--token' (env var: 'BRIDGE_TOKEN'): is empty"),
     ],
 )
 async def test_send_usage_errors(args: list[str], fault: str) -> None:
     status, _, err = await run("send", *args)
     assert status == cli_apps.EXIT_USAGE == 2
     assert fault in err
+
+
+@pytest.mark.parametrize("command", [["send", "GetStates"], ["listen"]])
+async def test_a_url_without_the_hub_path_is_named_not_dumped(hub: HubServer, command: list[str]) -> None:
+    """ws://host:port answers with the landing page: one line that names the right URL, no HTML."""
+    page = hub.url.removesuffix("/ws")
+    status, _, err = await run(*command, "--agent", "agent1", "--url", page)
+    assert status == cli_apps.EXIT_CONNECTION == 3
+    assert "html" not in err.lower()  # listen's own connection notes aside, nothing of the page
+    assert [line for line in err.splitlines() if not line.startswith("# ")] == [
+        f"error: {page} is not a WebSocket endpoint (HTTP 200); did you mean {hub.url}? [CONNECT_FAILED]"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "fault"),
+    [
+        ("http://127.0.0.1:8765/ws", "has http://; the hub's URL is ws:// or wss://, e.g. ws://127.0.0.1:8765/ws"),
+        ("https://hub.example.com/ws", "has https://"),
+        ("127.0.0.1:8765", "has no scheme"),
+        ("ws:///ws", "names no host"),
+        ("ws://127.0.0.1:port/ws", "is not a URL"),
+    ],
+)
+async def test_a_url_that_is_not_ws_is_a_usage_error(url: str, fault: str) -> None:
+    status, _, err = await run("send", "GetStates", "--agent", "agent1", "--url", url)
+    assert status == cli_apps.EXIT_USAGE == 2
+    assert fault in err and "cannot be reached" not in err
 
 
 # ----- listen -------------------------------------------------------------------------------
@@ -422,6 +455,9 @@ async def test_virtual_agent_with_a_refused_token_exits() -> None:
         ),
         (["--agent", "a", "--initial-state", "Nap"], "initial state 'Nap'"),
         (["--token", "garbage"], "--token: not a token"),
+        (["--token", ""], "Invalid value for '--token'"),
+        (["--agent", ""], "Invalid value for '--agent'"),
+        (["--agent", "a", "--url", "http://127.0.0.1:8765/ws"], "ws:// or wss://"),  # not retried for ever
     ],
 )
 async def test_virtual_agent_usage_errors(args: list[str], fault: str) -> None:
@@ -468,9 +504,10 @@ async def test_demo_port_in_use() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        status, _, err = await run("demo", "--port", str(taken.getsockname()[1]))
+        port = taken.getsockname()[1]
+        status, _, err = await run("demo", "--port", str(port))
     assert status == 3
-    assert "cannot listen on 127.0.0.1" in err
+    assert err.strip().splitlines() == [f"error: cannot listen on 127.0.0.1:{port}: address already in use"]
 
 
 def test_demo_prints_what_to_open() -> None:

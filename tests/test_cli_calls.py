@@ -203,3 +203,23 @@ async def test_demo_rings_its_agents() -> None:
     finally:
         status, _, _ = await stop(process)
     assert status == 0
+
+
+async def test_call_names_a_url_without_the_hub_path(hub: HubServer) -> None:
+    page = hub.url.removesuffix("/ws")
+    status, _, err = await run("call", "list", "--agent", "agent1", "--url", page)
+    assert status == 3
+    assert "html" not in err.lower()
+    assert f"is not a WebSocket endpoint (HTTP 200); did you mean {hub.url}?" in err
+
+
+async def test_call_refuses_an_http_url() -> None:
+    status, _, err = await run("call", "list", "--agent", "agent1", "--url", "http://127.0.0.1:8765/ws")
+    assert status == 2 and "ws:// or wss://" in err
+
+
+@pytest.mark.parametrize(("args", "fault"), [(["--agent", "agent1", "--timeout", "0"], "'--timeout'"),
+                                             (["--agent", ""], "'--agent': is empty")])
+async def test_call_refuses_blank_and_non_positive_options(args: list[str], fault: str) -> None:
+    status, _, err = await run("call", "list", *args)
+    assert status == 2 and fault in err

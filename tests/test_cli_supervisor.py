@@ -86,6 +86,7 @@ async def test_token_for_a_supervisor() -> None:
         (["--agent", "agent1", "--control"], "for --role supervisor"),
         (["--agent", "agent1", "--agents", "a"], "for --role supervisor"),
         (["--role", "provider"], "missing --agent"),
+        (["--agent", ""], "'--agent': is empty"),
     ],
 )
 async def test_token_usage_errors(args: list[str], fault: str) -> None:

@@ -11,8 +11,11 @@ on an error):
 0  the request was answered (``send``); stopped normally (the others)
 1  the provider or hub refused the request (AGENT_STATE_NOT_FOUND,
    UPDATE_AGENT_STATE_FAILED, MUTE_FAILED, RATE_LIMITED, any other error)
-2  usage error (bad option or argument)
-3  the hub cannot be reached, or the connection was lost or taken over
+2  usage error (bad option or argument; a --url that is not ws:// or wss://,
+   an empty --agent or --token, a --timeout not above 0)
+3  the hub cannot be reached (a --url answering plain HTTP is "not a WebSocket
+   endpoint"), or the connection was lost or taken over; ``demo``: its port
+   cannot be bound
 4  not authenticated or forbidden (NOT_AUTHENTICATED, FORBIDDEN)
 5  the agent's provider is not connected (PROVIDER_UNAVAILABLE)
 6  no answer in time (REQUEST_TIMEOUT from the hub, or ``--timeout``)
@@ -36,6 +39,7 @@ from typing import IO, Any, Final, NamedTuple, TypeVar
 
 import click
 import orjson
+from websockets.exceptions import InvalidStatus
 
 from bridge.cli.describe import (
     EVENT_WORDS,
@@ -46,9 +50,11 @@ from bridge.cli.describe import (
 )
 from bridge.cli.joining import agents_option, joining, require_target, supervisor_option
 from bridge.cli.options import config_option
+from bridge.cli.urls import cannot_listen, check_url, not_blank, websocket_hint
 from bridge.client import (
     BridgeClient,
     BridgeError,
+    ConnectFailed,
     ConnectionLost,
     ConnectionState,
     Forbidden,
@@ -99,11 +105,29 @@ def exit_code(exc: BridgeError) -> int:
     return EXIT_FAILED
 
 
-def report(exc: BridgeError) -> None:
-    """The error for a person on stderr: its ``msg`` and ``errorType``, then the technical cause."""
+def report(exc: BridgeError, url: str | None = None) -> None:
+    """The error for a person on stderr: its ``msg`` and ``errorType``, then the technical cause.
+
+    A ``url`` that answered with plain HTTP (a web page, a 404) is no hub: that is said
+    in one line, with the hub's path as a guess, instead of the whole response.
+    """
+    status = _http_status(exc)
+    if url is not None and status is not None:
+        guess = websocket_hint(url)
+        hint = f"; did you mean {guess}?" if guess != url else ""
+        click.echo(f"error: {url} is not a WebSocket endpoint (HTTP {status}){hint} [{exc.error_type}]", err=True)
+        return
     click.echo(f"error: {exc.msg} [{exc.error_type}]", err=True)
     if exc.error_message:
         click.echo(f"  {exc.error_message}", err=True)
+
+
+def _http_status(exc: BridgeError) -> int | None:
+    """The HTTP status a failed connect got instead of a WebSocket handshake, if that is what failed."""
+    cause = exc.__cause__
+    if isinstance(exc, ConnectFailed) and isinstance(cause, InvalidStatus):
+        return int(cause.response.status_code)
+    return None
 
 
 # ----- shared options --------------------------------------------------------------------
@@ -118,16 +142,19 @@ def connection_options(func: F) -> F:
             show_envvar=True,
             default=DEFAULT_URL,
             show_default=True,
-            help="The hub's WebSocket URL.",
+            callback=check_url,
+            help="The hub's WebSocket URL (ws:// or wss://, path /ws).",
         ),
         click.option(
             "--token",
             envvar="BRIDGE_TOKEN",
             show_envvar=True,
+            callback=not_blank,
             help="A token for a secured hub; see `connect-bridge token`.",
         ),
         click.option(
             "--agent",
+            callback=not_blank,
             help="The agent to join on an open (demo) hub, instead of a token; as a supervisor "
             "(a supervisor token, or --supervisor), the agent to act for.",
         ),
@@ -247,7 +274,7 @@ def request_data(kind: Kind, reason: str | None, data_json: str | None) -> dict[
     "--timeout",
     default=SEND_TIMEOUT,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     help=f"Seconds to wait for the answer (the hub's own limit is {DEFAULTS.request_timeout:g} by default).",
 )
 @click.option("--pretty", is_flag=True, help="Indent the answering event.")
@@ -295,7 +322,7 @@ def send(
             async with who.client(url, source=source, request_timeout=timeout) as bus:
                 answer = await bus.request(*kind, data, timeout=timeout, agent=who.target)
         except BridgeError as exc:
-            report(exc)
+            report(exc, url)
             return exit_code(exc)
         option = orjson.OPT_INDENT_2 if pretty else 0
         write_line(sys.stdout, orjson.dumps(answer, option=option).decode())
@@ -533,7 +560,7 @@ def listen(
         try:
             await bus.start()
         except BridgeError as exc:
-            report(exc)
+            report(exc, url)
             return exit_code(exc)
         ticker = asyncio.create_task(view.tick()) if view is not None and view.live else None
         seen = 0
@@ -866,7 +893,7 @@ async def run_demo(port: int, agents: int, out: IO[str], *, floor_every: float |
     try:
         await hub.start()
     except OSError as exc:
-        click.echo(f"error: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}", err=True)
+        click.echo(cannot_listen("127.0.0.1", port, exc), err=True)
         return EXIT_CONNECTION
     floor = Floor(hub.url, agents, floor_every=floor_every, **calling)
     try:

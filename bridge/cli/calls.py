@@ -57,7 +57,7 @@ def call_command(name: str, help_text: str, build: Callable[..., Work], *argumen
         "--timeout",
         default=CALL_TIMEOUT,
         show_default=True,
-        type=float,
+        type=click.FloatRange(min=0, min_open=True),
         help="Seconds to wait for the answer (the hub's own deadline usually ends it first).",
     )
     @click.option("--source", default="connect-bridge-call", show_default=True, help="This app's name on the bus.")
@@ -85,7 +85,7 @@ def call_command(name: str, help_text: str, build: Callable[..., Work], *argumen
                 async with who.client(url, source=source, request_timeout=timeout) as bus:
                     result = await work(Calls(bus, timeout=timeout, agent=who.target))
             except BridgeError as exc:
-                report(exc)
+                report(exc, url)
                 return exit_code(exc)
             if isinstance(result, int):
                 return result

@@ -6,16 +6,19 @@ import asyncio
 import logging
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 import orjson
+from jwt.warnings import InsecureKeyLengthWarning
 
 from bridge import __version__
 from bridge.cli.joining import parse_agents
 from bridge.cli.options import hub_options, read_secret, secret_options
+from bridge.cli.urls import cannot_listen, local_host, not_blank
 from bridge.hub import http
 from bridge.hub.config import HubConfig
 from bridge.logs import limit_repeats
@@ -26,6 +29,12 @@ from bridge.protocol.tokens import issue_token
 log = logging.getLogger("bridge")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``serve``'s status when it cannot bind its address: ``demo``'s, and the client
+#: commands' "cannot connect" (docs/client.md).
+EXIT_CANNOT_LISTEN: Final = 3
+#: HS256's recommended minimum key length (RFC 7518, 3.2): shorter secrets get a warning.
+MIN_SECRET_BYTES: Final = 32
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +54,10 @@ def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> Non
 
     Every option can also be set by the environment variable shown with it
     (an option on the command line wins); see docs/configuration.md.
+
+    Exit status: 0 after Ctrl-C or SIGTERM, 1 for a broken schema file, 2 for
+    a usage error, 3 when the address cannot be listened on (port in use,
+    address not on this machine).
     """
     settings["secret"] = read_secret(secret_file, settings["secret"])
     try:
@@ -60,37 +73,52 @@ def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> Non
                     fg="red", bold=True, err=True)
     elif not secret:
         raise click.UsageError("no secret: set BRIDGE_SECRET or pass --secret-file (or --open for a local demo)")
-    elif len(secret.encode()) < 32:
-        click.secho("WARNING: the token secret is shorter than 32 bytes; tokens signed with it are easier to forge.",
-                    fg="yellow", err=True)
+    else:
+        warn_if_short(secret)
     try:
-        asyncio.run(run_hub(config))
+        status = asyncio.run(run_hub(config))
     except CatalogError as exc:
         raise click.ClickException(f"schema error: {exc}") from exc
+    sys.exit(status)
 
 
-async def run_hub(config: HubConfig, *, ready_message: bool = True) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully (clients get 1001)."""
+async def run_hub(config: HubConfig, *, ready_message: bool = True) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully (clients get 1001).
+
+    Returns the exit status: 0 after a signal, :data:`EXIT_CANNOT_LISTEN` when
+    the address cannot be bound (a busy port, an address not on this machine),
+    said in one line on stderr.
+    """
     from bridge.hub.server import HubServer
 
     hub = HubServer(config)
-    await hub.start()
+    try:
+        await hub.start()
+    except OSError as exc:
+        click.echo(cannot_listen(config.host, config.port, exc), err=True)
+        await hub.close()
+        return EXIT_CANNOT_LISTEN
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if ready_message:
-        click.echo(f"connect-bridge {__version__} listening on {hub.url} (health: {hub.http_url}/healthz)", err=True)
+        health = f"http://{local_host(config.host)}:{hub.port}/healthz"
+        click.echo(f"connect-bridge {__version__} listening on {hub.url} (health: {health})", err=True)
     try:
         await stop.wait()
     finally:
         click.echo("shutting down: closing clients with 1001", err=True)
         await hub.close()
+    return 0
 
 
 @main.command()
-@click.option("--agent", help="The agent's login name (Streams username): app and provider tokens.")
-@click.option("--role", type=click.Choice([r.value for r in Role]), default="app", show_default=True)
+@click.option("--agent", callback=not_blank,
+              help="The agent's login name (Streams username): app and provider tokens.")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default="app", show_default=True,
+              help="Who presents the token: an app of the agent, the agent's provider (its CCP page "
+              "or virtual agent), or a supervisor.")
 @click.option("--name", help="A supervisor's own name (the token's sub).  [default: supervisor]")
 @click.option("--agents", "agents_text", metavar="A,B|'*'",
               help="A supervisor's agents, comma-separated, or '*' for every agent of the hub.")
@@ -120,7 +148,23 @@ def token(agent: str | None, role: str, name: str | None, agents_text: str | Non
     secret = read_secret(secret_file, secret)
     if not secret:
         raise click.UsageError("no secret: set BRIDGE_SECRET or pass --secret-file")
-    click.echo(issue_token(secret, agent=agent, role=role, ttl=ttl, agents=scope, control=control))
+    warn_if_short(secret)
+    with warnings.catch_warnings():
+        # PyJWT says the same in a multi-line library warning; ours above is the one line to act on.
+        warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+        signed = issue_token(secret, agent=agent, role=role, ttl=ttl, agents=scope, control=control)
+    click.echo(signed)
+
+
+def warn_if_short(secret: str) -> None:
+    """One line on stderr when the secret is below HS256's recommended key length.
+
+    A warning, not a refusal: the hub accepts such a secret too (an existing
+    deployment must keep working), and ``serve`` says the same at start-up.
+    """
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        click.secho(f"WARNING: the token secret is shorter than {MIN_SECRET_BYTES} bytes; tokens signed with it "
+                    "are easier to forge (make one with: openssl rand -hex 32).", fg="yellow", err=True)
 
 
 @main.command()
