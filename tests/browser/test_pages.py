@@ -17,8 +17,11 @@ import pytest
 from playwright.async_api import Page, expect
 
 from bridge.client import BridgeClient
+from bridge.hub.config import HubConfig
+from bridge.hub.server import HubServer
 
-from .conftest import REPO, Browse, screenshot
+from .call_provider import call_provider
+from .conftest import REPO, STATIC_DIR, STREAMS_DIR, Browse, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -88,9 +91,18 @@ async def test_not_ready_click_reaches_streams_and_updates_the_widget(browse: Br
 
 async def test_the_landing_page_links_follow_the_agent(browse: Browse) -> None:
     page = await browse.page("", "index")
+    # By default the emulated CCP is for agent9, whom the demo does not simulate:
+    # a CCP page for agent1 would take over the demo's own virtual agent.
+    await expect(page.locator("#link-ccp")).to_have_attribute("href", "ccp.html?emulate=1&agent=agent9")
+    await expect(page.locator("#link-widget")).to_have_attribute("href", "widget.html?agent=agent9")
+    await expect(page.locator("body")).not_to_contain_text("Open it first")
     await page.get_by_label("Agent").fill("agent 9")
     await expect(page.locator("#link-ccp")).to_have_attribute("href", "ccp.html?emulate=1&agent=agent%209")
     await expect(page.locator("#link-widget")).to_have_attribute("href", "widget.html?agent=agent%209")
+    # The demo prints the landing page with its first free agent (agent4 with --agents 3).
+    printed = await browse.page("?agent=agent4", "index(agent4)")
+    await expect(printed.get_by_label("Agent")).to_have_value("agent4")
+    await expect(printed.locator("#link-ccp")).to_have_attribute("href", "ccp.html?emulate=1&agent=agent4")
 
 
 async def test_python_app_set_not_ready_changes_the_page_and_two_widgets(browse: Browse) -> None:
@@ -148,10 +160,17 @@ async def test_ccp_that_never_answers_gives_a_timeout_error(browse: Browse) -> N
     widget = await browse.widget("agent5")
     await ccp.evaluate("() => window.ccpEmulator.neverAnswerNext('putAgentState')")
     await widget.get_by_role("button", name="Log out").click()
+    # While Log out is in flight, Not Ready (enabled in Available) waits for it: one state at a time.
+    await expect(widget.locator("#btn-logout")).to_have_attribute("aria-busy", "true")
+    await expect(widget.locator("#btn-notready")).to_be_disabled()
     # The provider's own call timeout answered (UPDATE_AGENT_STATE_FAILED), not the hub's
     # REQUEST_TIMEOUT ten seconds later.
     text = await expect_notice(widget, "UPDATE_AGENT_STATE_FAILED")
     assert "did not answer in time" in text
+    # Nobody heard back: the change may still come, so the notice claims nothing about the state.
+    assert "cannot tell whether the state changed" in text
+    assert "not changed" not in text
+    await expect(widget.locator("#btn-notready")).to_be_enabled()
     assert len(await calls(ccp, "putAgentState")) == 1
     # Not hung: the button is usable again and the state unchanged.
     await expect(widget.locator("#btn-logout")).to_be_enabled()
@@ -230,3 +249,31 @@ async def test_mute_during_an_emulated_call(browse: Browse) -> None:
     await expect(unmute).to_be_hidden()
     await expect(widget.locator("#mute-status")).to_be_hidden()
     assert await ccp.evaluate("() => window.ccpEmulator.muted") is False
+
+
+async def test_with_no_softphone_yet_the_widget_says_what_to_open(browse: Browse) -> None:
+    widget = await browse.page("widget.html?agent=agent9", "widget(agent9)", width=280, height=600)
+    guide = widget.locator("#state-guide")
+    await expect(guide).to_have_text("Waiting for agent9's softphone: open the CCP page for this agent.")
+    # No "— / Unknown · 0:00 in state": nothing is known, so nothing pretends to be.
+    await expect(widget.locator("#state-meta")).to_be_hidden()
+    await expect(widget.locator("#state-name")).to_be_hidden()
+    await screenshot(widget, "widget-no-softphone-280")
+    async with call_provider(browse.hub.url, "agent9"):
+        await expect_state(widget, "Not Ready Break")
+        await expect(guide).to_be_hidden()
+        await expect(widget.locator("#state-meta")).to_be_visible()
+
+
+async def test_a_refused_token_is_said_in_words_with_what_to_do(browse: Browse) -> None:
+    config = HubConfig(port=0, secret="s" * 32, static_dir=STATIC_DIR, streams_dir=STREAMS_DIR)
+    async with HubServer(config) as secured:
+        page = await Browse(secured, browse.context, browse.watch).page(
+            "widget.html?token=not-a-token", "widget(bad token)", width=280, height=600
+        )
+        guide = page.locator("#state-guide")
+        await expect(guide).to_contain_text("The bridge refused this page's token: ")
+        await expect(guide).to_contain_text("Ask for a new link.")
+        # Visible text, not a tooltip; and no "Connecting…" forever.
+        await expect(page.locator("#agent-name")).to_have_text("Not connected")
+        await screenshot(page, "widget-refused-token-280")

@@ -349,3 +349,63 @@ async def test_through_the_emulated_ccp_dial_pad_and_transfer_to_a_quick_connect
     ]
     assert calls[2]["params"]["endpoint"]["endpointARN"].endswith("/transfer-destination/bb22")
     await assert_fits(widget)
+
+
+FRAME = 280  # a CRM sidebar's width
+
+
+async def assert_all_reachable(page: Page, width: int = FRAME) -> None:
+    """Every visible button lies inside the frame and shows its whole label (no clipped text)."""
+    problems = await page.evaluate(
+        """(width) => [...document.querySelectorAll('button, summary, [role=menuitem]')]
+          .filter((el) => el.offsetParent !== null)
+          .flatMap((el) => {
+            const box = el.getBoundingClientRect();
+            const label = (el.textContent || el.getAttribute('aria-label') || '').trim();
+            const out = [];
+            if (box.left < 0 || box.right > width) out.push(`${label}: ${box.left}..${box.right}`);
+            if (el.scrollWidth > el.clientWidth + 1) out.push(`${label}: label clipped`);
+            return out;
+          })""",
+        width,
+    )
+    assert problems == [], problems
+
+
+async def test_the_widget_fits_a_280_px_frame_with_and_without_a_call(browse: Browse) -> None:
+    async with call_provider(browse.hub.url, "agent8") as provider:
+        widget = await open_widget(browse, "agent8", width=FRAME, height=900)
+        await assert_fits(widget, FRAME)
+        await assert_all_reachable(widget)
+        await screenshot(widget, "widget-280")
+
+        await widget.get_by_role("button", name="Not Ready").click()
+        await expect(widget.get_by_role("menu")).to_be_visible()
+        await assert_fits(widget, FRAME)
+        await assert_all_reachable(widget)
+        await screenshot(widget, "widget-not-ready-menu-280")
+        await widget.keyboard.press("Escape")
+
+        call_id = await provider.ring()
+        card = card_of(widget, call_id)
+        await expect(card.locator(".call-card__state")).to_have_text("Ringing")
+        await assert_fits(widget, FRAME)
+        await assert_all_reachable(widget)
+        await screenshot(widget, "widget-call-ringing-280")
+
+        await provider.move(call_id, "connected")
+        await provider.publish_agent_state(busy=True, next_state={"name": "Lunch", "type": "not_routable"})
+        await expect(card.locator(".call-card__state")).to_have_text("Connected")
+        await expect(widget.locator("#state-coarse")).to_have_text("On a call")
+        await card.get_by_role("button", name="Keypad").click()
+        await expect(card.get_by_role("group", name="Keypad")).to_be_visible()
+        await assert_fits(widget, FRAME)
+        await assert_all_reachable(widget)
+        await screenshot(widget, "widget-call-connected-280")
+
+        # The Not Ready menu open during the call (it would queue the next state).
+        await widget.get_by_role("button", name="Not Ready").click()
+        await expect(widget.get_by_role("menu")).to_be_visible()
+        await assert_fits(widget, FRAME)
+        await assert_all_reachable(widget)
+        await screenshot(widget, "widget-call-not-ready-menu-280")

@@ -4,11 +4,12 @@
  * @module pages/widget-view
  */
 
-import { coarseLabel, formatDuration, hubStatusText } from "../lib/format.js";
+import { formatDuration, hubStatusText } from "../lib/format.js";
 import { CallCards, TargetPicker, keypadGrid } from "./call-card.js";
 import { nextStateName } from "./call-logic.js";
 import { MenuButton } from "./menu-button.js";
 import { Notices } from "./notices.js";
+import { blockedButtons, stateKindText } from "./widget-text.js";
 
 /** Widget button -> its key in rules.ButtonStates.items. */
 const BUTTON_RULES = {
@@ -41,6 +42,8 @@ export class WidgetView {
     this.duration = $("state-duration");
     this.muteStatus = $("mute-status");
     this.staleNote = $("state-stale-note");
+    this.meta = $("state-meta");
+    this.guide = $("state-guide");
     this.nextState = $("state-next");
     this.nextStateName = $("state-next-name");
     this.calls = new CallCards($("calls"), { onAction: actions.onCallAction,
@@ -97,8 +100,7 @@ export class WidgetView {
     this.card.dataset.coarse = data.state;
     this.card.dataset.type = data.type;
     this.stateName.textContent = message.event;
-    this.stateCoarse.textContent = data.type === "system" ? `${coarseLabel(data.state)} (on a call)`
-      : coarseLabel(data.state);
+    this.stateCoarse.textContent = stateKindText(data, message.event);
     this.muteStatus.hidden = !data.muted;
     const next = nextStateName(message);
     this.nextState.hidden = next === null;
@@ -108,6 +110,23 @@ export class WidgetView {
     if (data.name) this.showAgent(data.loginName && data.loginName !== data.name
       ? `${data.name} (${data.loginName})` : data.name);
     this.root.dataset.ready = "true";
+  }
+
+  /**
+   * What the card says instead of a state: what is wrong and what to do
+   * (null: there is a state, show it). Without a state the name, kind and
+   * time ("— / Unknown · 0:00") would say nothing, so they are hidden.
+   * @param {string|null} text
+   * @param {"wait"|"error"} [kind] an error (the page cannot work as opened) is drawn in red
+   */
+  showGuide(text, kind = "wait") {
+    this.guide.hidden = text === null;
+    if (text === null) delete this.card.dataset.guide;
+    else this.card.dataset.guide = kind;
+    this.guide.textContent = text || "";
+    const empty = this.stateName.textContent === "—";
+    this.meta.hidden = empty;
+    this.stateName.hidden = empty && text !== null;
   }
 
   /** Grey the state out when it may no longer be true (softphone gone). */
@@ -130,6 +149,8 @@ export class WidgetView {
     const items = (message && message.rules && message.rules.ButtonStates
       && message.rules.ButtonStates.items) || {};
     const data = (message && message.data) || {};
+    // One state request at a time: the buttons it conflicts with wait for it too.
+    const blocked = blockedButtons(busy);
     const fallback = {
       Ready: data.state === "Ready" ? "Disable" : "Enable",
       NotReady: "Enable",
@@ -141,7 +162,7 @@ export class WidgetView {
       const element = this.buttons[button];
       const verdict = items[rule] || fallback[rule];
       element.hidden = verdict === "Hide";
-      element.disabled = !usable || verdict !== "Enable" || busy.has(button);
+      element.disabled = !usable || verdict !== "Enable" || blocked.has(button);
       element.setAttribute("aria-busy", String(busy.has(button)));
       element.dataset.rule = verdict;
     }
@@ -192,9 +213,12 @@ export class WidgetView {
     this.dialPicker.setUsable(usable && verdict === "Enable", busy);
   }
 
-  /** Show an error's msg (the technical cause goes in the tooltip). */
-  showError(error) {
-    this.notices.show(error.msg || "The request failed.", {
+  /**
+   * Show an error's msg, or `text` when the page knows better (the technical
+   * cause goes in the tooltip).
+   */
+  showError(error, text = null) {
+    this.notices.show(text || error.msg || "The request failed.", {
       kind: "error", errorType: error.errorType, detail: error.errorMessage,
     });
   }

@@ -18,6 +18,7 @@ import {
 import { readPageConfig } from "../lib/page-config.js";
 import { callsAfter, callsFromSync } from "./call-logic.js";
 import { WidgetView } from "./widget-view.js";
+import { connectionProblemText, emptyStateText, stateRequestErrorText } from "./widget-text.js";
 
 /** A call card's action -> the request it sends (call-card.js names the actions). */
 const CALL_KINDS = {
@@ -42,6 +43,10 @@ const model = {
   state: null,
   /** The agent's selectable states from GetStates. */
   states: [],
+  /** The hub's welcome agent name, once connected. */
+  agent: null,
+  /** Why the connection failed for good (the client's closeError), or null. */
+  connectionError: null,
   /** Buttons whose request is in flight. */
   busy: new Set(),
   /** GetStates was asked since the provider last came up. */
@@ -77,6 +82,10 @@ function render() {
   view.showProvider(model.hub === "open" ? model.providerConnected : null);
   const live = model.hub === "open" && model.providerConnected === true;
   if (model.state) view.showState(model.state);
+  const problem = connectionProblemText(model.connectionError, { token: Boolean(settings.token) });
+  if (problem) view.showGuide(problem, "error");
+  else view.showGuide(emptyStateText({ hub: model.hub, providerConnected: model.providerConnected,
+    agent: model.agent, hasState: model.state !== null }));
   view.markStale(!live || model.state === null);
   view.applyButtons(model.state, live && model.state !== null, model.busy);
   view.showReasons(model.states, model.state ? model.state.event : null);
@@ -95,7 +104,7 @@ async function act(button, kind, data) {
   try {
     await client.request(kind, data);
   } catch (error) {
-    view.showError(error);
+    view.showError(error, stateRequestErrorText(error));
   } finally {
     model.busy.delete(button);
     render();
@@ -212,6 +221,8 @@ function start() {
       msg: "Open this page with ?agent=NAME (open-mode hub) or ?token=TOKEN.",
     });
     render();
+    view.showGuide("This link names no agent: open the page with ?token=… (or ?agent=NAME on a demo hub).",
+      "error");
     return;
   }
   client = new BridgeClient({
@@ -227,6 +238,8 @@ function start() {
     if (state === "open") {
       // The hub replays the retained calls right after Welcome: start from them.
       model.calls = new Map();
+      model.connectionError = null;
+      model.agent = detail.welcome.agent;
       view.showAgent(detail.welcome.agent);
       providerIs(client.providerConnected);
       return;
@@ -234,6 +247,12 @@ function start() {
     model.providerConnected = null;
     model.loaded = false;
     // A refused Hello or a lost first connection says why when the client gives up.
+    // A refused Hello says why in the card, in words, with what to do; the
+    // notice keeps the technical cause in its tooltip.
+    if (detail && detail.error && (state === "closed" || detail.error.errorType === "NOT_AUTHENTICATED")) {
+      model.connectionError = detail.error;
+      view.showAgent("Not connected");
+    }
     if (state === "closed" && detail.error) view.showError(detail.error);
     render();
   });

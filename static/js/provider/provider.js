@@ -214,7 +214,7 @@ export class Provider extends EventTarget {
       reached: () => same(this.agent.getState()) || same(this.agent.getNextState()),
       answer: () => this.publishState(request.id),
       failureMsg: (failure) => `Amazon Connect refused the state change.${failure.message ? ` ${failure.message}` : ""}`,
-      timeoutMsg: "Amazon Connect did not answer in time; the agent state was not changed.",
+      timeoutMsg: "Amazon Connect did not answer in time; the agent state may or may not change.",
     });
     this.agent.setState(target, callbacks, { enqueueNextState: true });
   }
