@@ -11,6 +11,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -478,12 +479,14 @@ async def test_demo_runs_a_whole_bus_and_stops_cleanly() -> None:
     url = re.search(r"hub\s+(ws://127\.0\.0\.1:\d+/ws)", text)
     assert url is not None, text
     port = int(url.group(1).split(":")[2].split("/")[0])
-    assert f"connect-bridge listen --agent agent1 --url {url.group(1)}" in text
+    program = cli_apps.runnable_program(str(ROOT / "bridge" / "__main__.py"))
+    assert f"  {program} listen --agent agent1 --url {url.group(1)}" in text
     assert (
-        f"connect-bridge send SetNotReady --reason Break --agent agent1 --url {url.group(1)}"
+        f"  {program} send SetNotReady --reason Break --agent agent1 --url {url.group(1)}"
         in text
     )
     if (ROOT / "static" / "widget.html").is_file():
+        assert f"http://127.0.0.1:{port}/?agent=agent3 " in text  # the landing page, at a free agent
         assert f"http://127.0.0.1:{port}/widget.html?agent=agent1" in text
         assert f"http://127.0.0.1:{port}/ccp.html?emulate=1&agent=agent3" in text
     for agent in ("agent1", "agent2"):
@@ -495,9 +498,74 @@ async def test_demo_runs_a_whole_bus_and_stops_cleanly() -> None:
                 bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"})
             )
             assert answer["message"]["event"] == "Break"
+    # A page that takes agent1 over (an emulated CCP for agent1) does not break the demo:
+    # when it leaves, agent1's virtual agent comes back.
+    async with BridgeClient(url.group(1), agent="agent1", source="test-app", **FAST) as app:
+        statuses = app.events("Bridge/Session/ProviderStatus")
+        async with BridgeClient(url.group(1), agent="agent1", role="provider", source="a-page", **FAST):
+            pass
+        for connected in (False, True):
+            while (await within(statuses.get()))["message"]["connected"] is not connected:
+                pass
+        answer = await within(app.request("Amazon", "Agent", "SetReady"))
+        assert answer["message"]["event"] == "Available"
     status, out, _ = await stop(process)
     assert status == 0
     assert "demo stopped" in out
+
+
+async def test_the_commands_the_demo_prints_run_as_printed() -> None:
+    # After `make demo` the virtualenv is not active: the printed commands must not
+    # rely on `connect-bridge` being on PATH.
+    process = await spawn("demo", "--port", "0", "--agents", "1", "--call-every", "0")
+    lines: list[str] = []
+    while not any("Ctrl-C stops the demo." in line for line in lines):
+        lines.append(await read_line(process.stdout))
+    command = next(line.strip() for line in lines if " send SetReady --agent agent1" in line)
+    env = environment()
+    if command.startswith("connect-bridge "):
+        assert shutil.which("connect-bridge")  # printed bare only when that name is on PATH
+    else:  # printed with its path: it must run with no connect-bridge on PATH at all
+        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                      if not (Path(p) / "connect-bridge").exists())
+    ran = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", command, cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await within(ran.communicate(), 20)
+    assert ran.returncode == 0, (command, err.decode())
+    assert orjson.loads(out)["message"]["event"] == "Available"
+    status, _, _ = await stop(process)
+    assert status == 0
+
+
+def test_the_demo_names_the_program_as_it_can_be_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    script = venv / "connect-bridge"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    (venv / "python").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    # Not on PATH: the path it was started with, relative to where the user stands.
+    assert cli_apps.runnable_program(str(script)) == ".venv/bin/connect-bridge"
+    assert cli_apps.runnable_program(str(ROOT / "bridge" / "__main__.py"), str(venv / "python")) == (
+        ".venv/bin/connect-bridge"
+    )
+    # Started as python -m bridge with no script beside that Python: that Python.
+    script.unlink()
+    assert cli_apps.runnable_program("/x/bridge/__main__.py", str(venv / "python")) == ".venv/bin/python -m bridge"
+    # Outside the current directory: absolute.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli_apps.runnable_program("/x/bridge/__main__.py", str(venv / "python")) == f"{venv}/python -m bridge"
+    # On PATH as this very program: its name.
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(venv))
+    assert cli_apps.runnable_program(str(script)) == "connect-bridge"
 
 
 async def test_demo_port_in_use() -> None:
@@ -518,6 +586,11 @@ def test_demo_prints_what_to_open() -> None:
     assert "http://127.0.0.1:8765/ccp.html?emulate=1&agent=agent2" in text
     assert "connect-bridge listen --agent agent1\n" in text  # the default URL needs no --url
     assert "connect-bridge send SetNotReady --reason Break --agent agent1\n" in text
+    assert "http://127.0.0.1:8765/?agent=agent2 " in text  # the landing page, at the free agent
+    printed = io.StringIO()
+    cli_apps._print_demo(8765, "http://127.0.0.1:8765", "ws://127.0.0.1:8765/ws", 1, True, printed,
+                         program=".venv/bin/connect-bridge")
+    assert "  .venv/bin/connect-bridge listen --agent agent1\n" in printed.getvalue()
 
 
 # ----- pieces -------------------------------------------------------------------------------

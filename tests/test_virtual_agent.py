@@ -283,3 +283,34 @@ async def test_republishes_its_state_after_a_drop(app: Watcher, va: VirtualAgent
 def test_needs_an_agent() -> None:
     with pytest.raises(ValueError):
         VirtualAgent("ws://127.0.0.1:1/ws")
+
+
+async def test_with_reclaim_it_comes_back_when_the_replacing_provider_leaves(hub: HubServer) -> None:
+    # The demo's case: a page opened as agent1's provider replaces the virtual agent
+    # (close 4001); when that page leaves, agent1 must be served again, as it was.
+    async with (
+        VirtualAgent(hub.url, agent="agent1", reclaim=True, reclaim_delay=0.05, **FAST) as va,
+        BridgeClient(hub.url, agent="agent1", source="test-app", **FAST) as bus,
+    ):
+        app = Watcher(bus)
+        assert (await app.state())["event"] == "Available"
+        await ask(app, "SetNotReady", {"ReasonCodeId": "Training"})
+        assert (await app.state())["event"] == "Training"
+        statuses = bus.events("Bridge/Session/ProviderStatus")
+        for round_ in (1, 2):  # and again: it is not a one-off
+            async with BridgeClient(hub.url, agent="agent1", role="provider", source="a-page", **FAST):
+                with pytest.raises(Replaced):
+                    await within(va.wait_closed())
+            # The page left (apps see the agent without a provider), then the virtual
+            # agent is the provider again, with the state it had.
+            for connected in (False, True):
+                while (await within(statuses.get()))["message"]["connected"] is not connected:
+                    pass
+            await within(va.client.wait_for_state(ConnectionState.OPEN))
+            assert (await app.state())["event"] == "Training"
+            answer = await ask(app, "SetReady")
+            assert answer["message"]["event"] == "Available"
+            assert (await app.state())["event"] == "Available"
+            await ask(app, "SetNotReady", {"ReasonCodeId": "Training"})
+            assert (await app.state())["event"] == "Training"
+            assert va.reclaimed == round_

@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -899,7 +902,7 @@ async def run_demo(port: int, agents: int, out: IO[str], *, floor_every: float |
     try:
         await floor.start()
         _print_demo(hub.port, hub.http_url, hub.url, agents, _has_pages(hub.static_dir), out, calling.get("call_every"),
-                    wallboard=_has_page(hub.static_dir, "wallboard.html"))
+                    wallboard=_has_page(hub.static_dir, "wallboard.html"), program=runnable_program())
         await asyncio.Event().wait()  # until Ctrl-C cancels us
         return EXIT_OK  # pragma: no cover - unreachable
     finally:
@@ -916,6 +919,49 @@ def _has_page(static_dir: Path | None, name: str) -> bool:
     return static_dir is not None and (static_dir / name).is_file()
 
 
+def runnable_program(argv0: str | None = None, executable: str | None = None) -> str:
+    """How to run this program again, typed in the current directory, as a shell word or two.
+
+    ``connect-bridge`` when that name on PATH is this very program; otherwise the
+    path it was started with (``.venv/bin/connect-bridge`` after ``make demo``,
+    relative when under the current directory), so that the commands the demo
+    prints run as printed without activating the virtualenv. Started as
+    ``python -m bridge``, the ``connect-bridge`` script beside that Python if
+    there is one, else ``python -m bridge`` with that Python.
+    """
+    program = Path(sys.argv[0] if argv0 is None else argv0)
+    python = Path(sys.executable if executable is None else executable)
+    if program.suffix == ".py":  # python -m bridge, or a module of it
+        script = python.parent / "connect-bridge"
+        if not script.is_file():
+            return f"{_as_typed(python)} -m bridge"
+        program = script
+    elif not program.is_file():
+        return "connect-bridge"  # no path to give: the name it was started by, presumably on PATH
+    on_path = shutil.which(program.name)
+    if program.name == "connect-bridge" and on_path is not None and _same_file(Path(on_path), program):
+        return "connect-bridge"
+    return _as_typed(program)
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
+
+
+def _as_typed(path: Path) -> str:
+    """``path`` as a shell word: relative to the current directory when under it, else absolute."""
+    absolute = Path(os.path.abspath(path))  # not resolve(): a virtualenv's links must stay as they are
+    try:
+        relative = absolute.relative_to(Path.cwd())
+    except ValueError:
+        return shlex.quote(str(absolute))
+    typed = str(relative)
+    return shlex.quote(typed if os.sep in typed else f".{os.sep}{typed}")
+
+
 def _print_demo(
     port: int,
     http_url: str,
@@ -926,7 +972,11 @@ def _print_demo(
     call_every: float | None = None,
     *,
     wallboard: bool = False,
+    program: str = "connect-bridge",
 ) -> None:
+    """The demo's banner: where the hub is, the pages to open (the landing page first,
+    pointed at the first agent no virtual agent simulates), and commands that run
+    as printed (``program``: see :func:`runnable_program`)."""
     from bridge.cli.floor import STEADY
 
     agent_list = ", ".join(f"agent{n}" for n in range(1, agents + 1))
@@ -939,10 +989,13 @@ def _print_demo(
         f"  health     {http_url}/healthz",
         f"  agents     {agent_list} (virtual: {floor})",
         f"  calls      {f'one rings for each Available agent every {call_every:g} s' if call_every else 'off'}",
+        f"  takeover   a CCP page opened as {'agent1' if agents == 1 else f'agent1..agent{agents}'} replaces "
+        "its virtual agent until it closes",
         "",
     ]
     if pages:
         pages_to_open = [
+            (f"{http_url}/?agent={free_agent}", "the landing page: every page, explained"),
             *([(f"{http_url}/wallboard.html?{WALLBOARD_QUERY}", "the wallboard: every agent, live, with actions")]
               if wallboard else []),
             (f"{http_url}/widget.html?agent=agent1", "agent1's widget (its provider is virtual)"),
@@ -960,15 +1013,16 @@ def _print_demo(
         lines += [f"  {page.ljust(width)}  {what}" for page, what in pages_to_open]
         lines += [""]
     url_option = "" if port == DEFAULTS.port else f" --url {ws_url}"
+    cb = program
     lines += [
-        "Then, in another terminal:",
-        f"  connect-bridge listen --agent agent1{url_option}",
-        f"  connect-bridge send SetNotReady --reason Break --agent agent1{url_option}",
-        f"  connect-bridge send SetReady --agent agent1{url_option}",
-        f"  connect-bridge call answer --agent agent1{url_option}     # when a call rings",
-        f"  connect-bridge call dial +15555550100 --agent agent1{url_option}",
-        f"  connect-bridge listen --supervisor --agents '*'{url_option}     # every agent, one JSON line per event",
-        f"  connect-bridge send SetNotReady --reason Break --supervisor --agent agent2{url_option}",
+        "Then, in another terminal (in this directory):",
+        f"  {cb} listen --agent agent1{url_option}",
+        f"  {cb} send SetNotReady --reason Break --agent agent1{url_option}",
+        f"  {cb} send SetReady --agent agent1{url_option}",
+        f"  {cb} call answer --agent agent1{url_option}     # when a call rings",
+        f"  {cb} call dial +15555550100 --agent agent1{url_option}",
+        f"  {cb} listen --supervisor --agents '*'{url_option}     # every agent, one JSON line per event",
+        f"  {cb} send SetNotReady --reason Break --supervisor --agent agent2{url_option}",
         "",
         "Ctrl-C stops the demo.",
     ]

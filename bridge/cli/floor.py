@@ -8,6 +8,9 @@ printed commands drive. The others start from :data:`FLOOR_START` in turn, ring
 first at a random moment (so calls do not all ring together), and the floor
 changes their state every ``floor_every`` seconds through a supervisor with
 control, over the bus like any wallboard action.
+
+Every virtual agent reclaims its agent (``VirtualAgent(reclaim=True)``): a page
+opened as one of them replaces it, and it comes back when that page leaves.
 """
 
 from __future__ import annotations
@@ -62,7 +65,7 @@ class Floor:
             if start is not None:
                 options["call_every"] = None  # rung by _ring_now_and_then, from a random first moment
             va = VirtualAgent(self.url, model=AgentModel(login(number), initial_state=initial),
-                              agent=login(number), source="virtual-agent", **options)
+                              agent=login(number), source="virtual-agent", reclaim=True, **options)
             await va.start()
             self.agents.append(va)
             if start == ON_CALL:

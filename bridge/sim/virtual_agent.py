@@ -9,6 +9,11 @@ contact when it connects (and reconnects), then every change. Calls ring by
 hand (:meth:`VirtualAgent.ring`, SIGUSR1 in the command) or on a schedule;
 the simulated parties answer, hang up and miss calls on timers.
 
+With ``reclaim`` it takes the agent back when it was replaced: a page that
+connected as the same agent's provider (close 4001) is watched as an app, and
+when that provider goes away the virtual agent connects again as provider.
+The demo turns this on, so that no page it links can break it for good.
+
 It exists so that the hub can be tried (``connect-bridge demo``), tested and
 benchmarked without Amazon Connect; the rules it follows live in the model.
 """
@@ -29,9 +34,10 @@ from bridge.client import (
     ConnectionLost,
     ConnectionState,
     Envelope,
+    Replaced,
     TokenSource,
 )
-from bridge.protocol import Role, kind_of
+from bridge.protocol import PROVIDER_STATUS, Role, kind_of
 from bridge.sim.agent_model import SET_AGENT_STATE, AgentModel, Answer, Failure, StateType
 from bridge.sim.contacts import (
     CALL_REQUESTS,
@@ -73,8 +79,16 @@ class VirtualAgent:
     * ``acw_timeout``: after-call work nobody clears is cleared after it.
 
     ``fail``: call request subtopics that Connect refuses with their error
-    type (``{"Hold"}``: every Hold fails with HOLD_CALL_FAILED). Extra keyword
-    arguments go to :class:`BridgeClient` (backoff, timeouts).
+    type (``{"Hold"}``: every Hold fails with HOLD_CALL_FAILED).
+
+    ``reclaim``: when another provider replaces this one (close 4001), watch
+    the agent as an app (``ProviderStatus``) and, once that provider has been
+    gone for ``reclaim_delay`` seconds, connect as provider again, with the
+    same model (state and calls carry on). Without it a replaced virtual agent
+    stays closed (:meth:`wait_closed`). With a token, the token must also be
+    accepted for the app role; on an open hub the agent's name is enough.
+
+    Extra keyword arguments go to :class:`BridgeClient` (backoff, timeouts).
     """
 
     def __init__(
@@ -94,6 +108,8 @@ class VirtualAgent:
         call_attributes: Mapping[str, str] | None = None,
         quick_connects: Iterable[QuickConnect] = DEFAULT_QUICK_CONNECTS,
         fail: Iterable[str] = (),
+        reclaim: bool = False,
+        reclaim_delay: float = 1.0,
         **client_options: Any,
     ) -> None:
         if model is None:
@@ -109,11 +125,17 @@ class VirtualAgent:
         self.acw_timeout = acw_timeout
         self.caller = caller
         self.call_attributes: dict[str, str] = dict(call_attributes or {})
-        self.client = BridgeClient(
-            url, token=token, agent=agent, role=Role.PROVIDER, source=source, **client_options
-        )
+        self.reclaim = reclaim
+        self.reclaim_delay = reclaim_delay
+        # Kept to connect again after a replacement (reclaim).
+        self._connect_with: dict[str, Any] = {
+            "url": url, "token": token, "agent": agent, "source": source, **client_options
+        }
+        self.client = BridgeClient(role=Role.PROVIDER, **self._connect_with)
         #: Requests answered so far (events and errors).
         self.handled = 0
+        #: How many times the agent was taken back after a replacement (reclaim).
+        self.reclaimed = 0
         # Model changes and the event that reports them go out together, in order.
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -141,6 +163,8 @@ class VirtualAgent:
         """
         await self.client.start()
         self._spawn(self._serve())
+        if self.reclaim:
+            self._spawn(self._reclaim_forever())
         if self.call_every is not None:
             self._spawn(self._call_schedule())
 
@@ -159,7 +183,8 @@ class VirtualAgent:
 
     async def wait_closed(self) -> None:
         """Return when the client has closed for good (for instance replaced by another
-        provider); raises its ``close_error`` if it closed on an error."""
+        provider); raises its ``close_error`` if it closed on an error. With
+        ``reclaim`` this is the current client: a later one replaces it."""
         await self.client.wait_for_state(ConnectionState.CLOSED)
         if self.client.close_error is not None:
             raise self.client.close_error
@@ -299,6 +324,49 @@ class VirtualAgent:
         async with self._lock:
             await self._publish_state()
             await self._publish_all(self.calls.snapshot())
+
+    async def _reclaim_forever(self) -> None:
+        """Each time this provider is replaced, wait for the newer one to go, then come back."""
+        while True:
+            with contextlib.suppress(BridgeError):
+                await self.client.wait_for_state(ConnectionState.CLOSED)
+            if not isinstance(self.client.close_error, Replaced):
+                return  # closed by close() or a fatal error: nothing to take back
+            log.info("%s: replaced; taking the agent back when that provider leaves", self.model.login_name)
+            try:
+                await self._wait_until_provider_gone()
+            except BridgeError as exc:
+                log.warning("%s: cannot watch the agent to take it back: %s", self.model.login_name, exc)
+                return
+            client = BridgeClient(role=Role.PROVIDER, **self._connect_with)
+            self._remove_listener()
+            self._remove_listener = client.add_state_listener(self._on_connection_state)
+            self.client = client
+            try:
+                await client.start()
+            except BridgeError as exc:
+                log.warning("%s: could not take the agent back: %s", self.model.login_name, exc)
+                return
+            self.reclaimed += 1
+            log.info("%s: provider again", self.model.login_name)
+            self._spawn(self._serve())
+
+    async def _wait_until_provider_gone(self) -> None:
+        """Watch the agent as an app until no provider has been connected for ``reclaim_delay``
+        seconds (a page that reloads comes back within it, and is not replaced)."""
+        options = {**self._connect_with, "source": "virtual-agent-reclaim", "retry_first_connect": True}
+        watcher = BridgeClient(role=Role.APP, **options)
+        statuses = watcher.events(PROVIDER_STATUS)
+        try:
+            await watcher.start()
+            while True:
+                while watcher.provider_connected is not False:
+                    await statuses.get()
+                await asyncio.sleep(self.reclaim_delay)
+                if watcher.provider_connected is False:
+                    return
+        finally:
+            await watcher.close()
 
     async def _serve(self) -> None:
         try:
