@@ -233,7 +233,7 @@ class RedisBroker(Broker):
         if not self._healthy or subscriptions is None:
             return  # the supervisor subscribes the pattern before turning healthy
         try:
-            await subscriptions.follow_pattern(self.keys.every_agent_pattern)
+            await subscriptions.follow_pattern(self.keys.every_agent_pattern())
         except BACKEND_ERRORS as exc:
             self._mark_broken(f"subscribing to every agent: {exc!r}")
 
@@ -358,9 +358,7 @@ class RedisBroker(Broker):
             try:
                 location = await self._registry.lookup(agent)
                 if location is not None and location.node_id != self.node_id:
-                    # What a joiner is told: watched like one heard arriving.
-                    self._note_provider(agent, Publication(PublicationType.PROVIDER_UP,
-                                                           connection_id=location.connection_id))
+                    self._watch_remote(agent, location.connection_id)  # what a joiner is told
                 return location
             except BACKEND_ERRORS as exc:
                 self._mark_broken(f"looking up a provider: {exc!r}")
@@ -445,7 +443,8 @@ class RedisBroker(Broker):
             wanted = not via_pattern and agent in self._followed  # not one unfollowed meanwhile
         if agent is not None and wanted:
             publication, node_id, seq = decode_publication(payload)
-            self._note_provider(agent, publication)
+            if publication.type is not PublicationType.EVENT:  # (events, the bulk, say nothing of providers)
+                self._note_provider(agent, publication)
             if seq and node_id == self.node_id:
                 if seq in self._in_flight:
                     self._arrived.add(seq)  # on the bus: the fallback must not deliver it again
@@ -454,17 +453,21 @@ class RedisBroker(Broker):
             handler.on_publication(agent, publication)
 
     def _note_provider(self, agent: str, publication: Publication) -> None:
-        kind = publication.type
-        if kind is PublicationType.PROVIDER_UP and publication.connection_id is not None:
-            if self._held.get(agent) == publication.connection_id:
-                self._remote.pop(agent, None)
-                return
-            self._remote.pop(agent, None)  # most recent last: the oldest is forgotten first
-            self._remote[agent] = publication.connection_id
-            if len(self._remote) > MAX_KNOWN_AGENTS:
-                del self._remote[next(iter(self._remote))]
-        elif kind is PublicationType.PROVIDER_DOWN and self._remote.get(agent) == publication.connection_id:
+        """Keep :attr:`_remote` in step with the arrivals and departures the bus announces."""
+        connection_id = publication.connection_id
+        if publication.type is PublicationType.PROVIDER_UP and connection_id is not None:
+            self._watch_remote(agent, connection_id)
+        elif publication.type is PublicationType.PROVIDER_DOWN and self._remote.get(agent) == connection_id:
             del self._remote[agent]
+
+    def _watch_remote(self, agent: str, connection_id: str) -> None:
+        """The agent's provider is ``connection_id``: watch it at each heartbeat unless this node holds it."""
+        self._remote.pop(agent, None)  # most recent last: the oldest is forgotten first
+        if self._held.get(agent) == connection_id:
+            return
+        self._remote[agent] = connection_id
+        if len(self._remote) > MAX_KNOWN_AGENTS:
+            del self._remote[next(iter(self._remote))]
 
     # --- the write queue's two ends ------------------------------------------------------------
 
@@ -629,7 +632,7 @@ class RedisBroker(Broker):
             await subscriptions.unsubscribe(map(self.keys.agent_channel, gone))
             await subscriptions.subscribe(map(self.keys.agent_channel, added))
         if self._all:  # a supervisor of every agent is here (follow_all does not subscribe while degraded)
-            await subscriptions.follow_pattern(self.keys.every_agent_pattern)
+            await subscriptions.follow_pattern(self.keys.every_agent_pattern())
         assert subscriptions.reader is not None
         return subscriptions.reader
 

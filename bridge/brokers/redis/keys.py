@@ -33,7 +33,6 @@ class RedisKeys:
     def agent_channel(self, agent: str) -> bytes:
         return self._agent + agent.encode()
 
-    @property
     def every_agent_pattern(self) -> bytes:
         """The pattern of every agent's channel (the prefix's glob characters escaped)."""
         return f"{_escape(self.prefix)}:agent:*".encode()

@@ -63,7 +63,7 @@ from bridge.protocol import (
     Kind,
     Role,
 )
-from bridge.protocol.catalog import Catalog
+from bridge.protocol.catalog import Catalog, Verdict
 from bridge.protocol.tokens import EVERY_AGENT, TokenError, check_scope, verify_token
 
 _ID_MAX: Final = 64
@@ -517,12 +517,8 @@ class Router:
             return [self._error(cid, ErrorType.FORBIDDEN, "Hello was already accepted", kind, reply_to)]
         if peer.role is Role.SUPERVISOR:
             return self._from_supervisor(peer, envelope, kind, reply_to)
-        started = perf_counter()
-        verdict = self.catalog.check(envelope, kind, peer.role)
-        self.validation_seconds += perf_counter() - started
-        self.validations += 1
+        verdict = self._check(envelope, kind, peer.role)
         spec = verdict.spec
-        self.on_frame(spec.label if spec is not None else "refused")
         if verdict.problem is not None or spec is None:
             return [self._error(cid, _PROBLEMS[verdict.problem or "unknown"], verdict.detail, kind, reply_to)]
         if kind == REFRESH:
@@ -546,6 +542,15 @@ class Router:
             return []
         return [Answer(agent, answers, data)]
 
+    def _check(self, envelope: dict[str, Any], kind: Kind, sender: Role) -> Verdict:
+        """The catalog's verdict on a frame, timed and counted (metrics)."""
+        started = perf_counter()
+        verdict = self.catalog.check(envelope, kind, sender)
+        self.validation_seconds += perf_counter() - started
+        self.validations += 1
+        self.on_frame(verdict.spec.label if verdict.spec is not None else "refused")
+        return verdict
+
     def _from_supervisor(self, peer: Peer, envelope: dict[str, Any], kind: Kind, reply_to: str | None) -> list[Output]:
         """A supervisor's frame: with ``control``, a request for the agent its ``agent`` key names.
 
@@ -557,12 +562,8 @@ class Router:
         if agent is not None and not covers(peer.agents, agent):
             why = f"agent {agent} is outside this supervisor's scope"
             return [self._error(cid, ErrorType.FORBIDDEN, why, kind, reply_to, agent)]
-        started = perf_counter()
-        verdict = self.catalog.check(envelope, kind, Role.APP)  # it sends what an app sends, for an agent
-        self.validation_seconds += perf_counter() - started
-        self.validations += 1
+        verdict = self._check(envelope, kind, Role.APP)  # it sends what an app sends, for an agent
         spec = verdict.spec
-        self.on_frame(spec.label if spec is not None else "refused")
         if verdict.problem is not None or spec is None:
             why = verdict.detail
             if verdict.problem == "forbidden":
@@ -729,7 +730,7 @@ class Router:
         """
         room = self.rooms.get(agent)
         if room is None:  # no apps here, no requests in flight: maybe supervisors of every agent
-            return self._watch(agent, self._status(change.up))
+            return self._watch(agent, self._status(change.up)) if self.everyone or self.everyone_joining else []
         named = change.connection_id
         current = named if change.up else None
         outputs: list[Output] = []
