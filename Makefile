@@ -7,12 +7,12 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 PORT ?= 8765
 
-.PHONY: demo test install browser lint bench clean
+.PHONY: demo test install tools lint bench clean
 
 demo: install
 	$(BIN)/connect-bridge demo --port $(PORT)
 
-test: install browser
+test: install tools
 	$(BIN)/mypy bridge
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
@@ -31,8 +31,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-browser:
-	scripts/ensure-chromium
+tools:
+	scripts/ensure-tools
 
 lint: install
 	$(BIN)/mypy bridge

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -56,3 +58,23 @@ def prefix(redis_url: str) -> Iterator[str]:
     name = unique_prefix()
     yield name
     drop_prefix(name)
+
+
+@pytest.fixture
+def no_bridge_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``BRIDGE_*`` variable of the machine's: a test of ``serve``'s settings sets exactly those it means to."""
+    for name in [name for name in os.environ if name.startswith("BRIDGE_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[HubConfig]:
+    """The configs ``connect-bridge serve`` would have run (in-process, with click's runner); nothing listens."""
+    configs: list[HubConfig] = []
+
+    async def run_hub(config: HubConfig, *, ready_message: bool = True) -> int:
+        configs.append(config)
+        return 0
+
+    monkeypatch.setattr(importlib.import_module("bridge.cli.main"), "run_hub", run_hub)
+    return configs

@@ -287,13 +287,30 @@ async def test_listen_streams_json_lines(hub: HubServer, va: VirtualAgent) -> No
     ]
     async with BridgeClient(hub.url, agent="agent1", **FAST) as bus:
         await within(bus.request("Amazon", "Agent", "SetNotReady", {"ReasonCodeId": "Break"}))
-        await within(bus.request("Amazon", "Agent", "GetStates"))
+        await within(bus.request("Amazon", "Agent", "GetStates"))  # another app's question: not shown
+        await within(bus.request("Amazon", "Agent", "SetReady"))
     out, err = await within(process.communicate())
     assert process.returncode == 0, err
     later = [orjson.loads(line) for line in out.decode().splitlines()]
-    assert [e["subtopic"] for e in later] == ["SetAgentState", "GetStates"]
-    assert later[0]["message"]["event"] == "Break"
+    assert [(e["subtopic"], e["message"]["event"]) for e in later] == [
+        ("SetAgentState", "Break"), ("SetAgentState", "Available")]
     assert "# open" in err.decode()
+
+
+@pytest.mark.parametrize("option", [["--answers"], ["--kind", "Amazon/Agent/GetStates"]])
+async def test_listen_shows_other_apps_answers_when_asked(
+    hub: HubServer, va: VirtualAgent, option: list[str]
+) -> None:
+    process = await spawn("listen", "--agent", "agent1", "--url", hub.url, *option)
+    while not (await read_line(process.stderr)).startswith("# open"):
+        pass  # joined: the answer below reaches it
+    async with BridgeClient(hub.url, agent="agent1", **FAST) as bus:
+        asked = await within(bus.request("Amazon", "Agent", "GetStates"))
+    while (shown := orjson.loads(await read_line(process.stdout)))["subtopic"] != "GetStates":
+        assert shown.get("retained"), shown  # only the replay comes before it
+    assert shown["message"] == asked["message"]
+    status, _, err = await stop(process)
+    assert status == 0, err
 
 
 async def test_listen_filters_kinds(hub: HubServer, va: VirtualAgent) -> None:

@@ -50,3 +50,31 @@ def test_one_error_type_with_two_sentences_is_refused(tmp_path: Path) -> None:
                                             ("InboundCallStateChange", "INBOUND_CALL_STATE_CHANGE"), ("SendDTMF", "SEND_DTMF")])
 def test_constant_names(subtopic: str, name: str) -> None:
     assert codegen.constant_name(subtopic) == name
+
+
+def test_the_typescript_of_a_kind_follows_its_schema() -> None:
+    """kinds.d.ts: consts are literals, required members are not optional, closed objects stay closed."""
+    kinds = codegen.render_all()[codegen.TARGETS["kinds-types"]]
+    assert codegen.TARGETS["kinds-types"] == Path("static/js/lib/kinds.d.ts")
+    set_not_ready = kinds.split("export interface SetNotReadyRequest {", 1)[1].split("\n}\n", 1)[0]
+    assert '  subtopic: "SetNotReady";' in set_not_ready
+    assert "    ReasonCodeId: string;" in set_not_ready and "  data: {" in set_not_ready
+    assert "[key: string]" not in set_not_ready  # additionalProperties: false
+    assert '"Amazon/Agent/SetNotReady": SetNotReadyRequest;' in kinds
+    assert '"Amazon/Agent/SetAgentState": SetAgentStateEvent;' in kinds
+    assert "export type NoData = Record<string, never>;" in kinds  # {"maxProperties": 0}
+    names = codegen.render_all()[codegen.TARGETS["js-types"]]
+    assert 'export declare const SET_NOT_READY: "Amazon/Agent/SetNotReady";' in names
+
+
+def test_typescript_writer_reads_the_schema_keywords() -> None:
+    writer = codegen.TypeWriter()
+    schema = {"type": "object", "properties": {"a": {"type": ["string", "null"]}, "b": {"enum": [1, "x"]},
+                                               "c": {"type": "array", "items": {"const": True}},
+                                               "d": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]},
+                                               "e-f": {"minLength": 1}},
+              "required": ["a"], "oneOf": [{"required": ["b"]}, {"required": ["c"]}]}
+    assert writer.write(schema, "", "") == (
+        '{\n  a: string | null;\n  b?: 1 | "x";\n  c?: Array<true>;\n  d?: number | boolean;\n'
+        '  "e-f"?: unknown;\n  [key: string]: unknown;\n}'
+    )

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import ast
 import importlib
-import os
 import re
 from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 import click
 import pytest
@@ -23,39 +22,26 @@ from bridge.brokers.redis.settings import RedisSettings
 from bridge.cli import apps
 from bridge.hub.config import DEFAULTS, HubConfig, env_name, make_broker
 
-#: The module (``bridge.cli.main`` the attribute is the click group of the same name).
+pytestmark = pytest.mark.usefixtures("no_bridge_environment")
 cli = importlib.import_module("bridge.cli.main")
+
+
+def serve(*args: str, **env: str) -> Result:
+    return CliRunner().invoke(cli.main, ["serve", *args], env=env)
+
+
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "configuration.md"
 SECRET = "config-test-secret-long-enough-for-hs256"
 FIELDS = {spec.name: spec for spec in fields(HubConfig)}
 HINTS = get_type_hints(HubConfig)
 #: ``serve`` options that are not HubConfig fields: each is documented in docs/configuration.md.
-NOT_FIELDS = {"secret_file", "open_anywhere"}
-SERVE_OPTIONS = {param.name: param for param in cli.serve.params if isinstance(param, click.Option)}
-
-
-@pytest.fixture(autouse=True)
-def no_bridge_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The tests set exactly the variables they mean to."""
-    for name in [name for name in os.environ if name.startswith("BRIDGE_")]:
-        monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[HubConfig]:
-    """The configs ``serve`` would have run; nothing listens."""
-    configs: list[HubConfig] = []
-
-    async def run_hub(config: HubConfig, *, ready_message: bool = True) -> None:
-        configs.append(config)
-
-    monkeypatch.setattr(cli, "run_hub", run_hub)
-    return configs
-
-
-def serve(*args: str, **env: str) -> Result:
-    return CliRunner().invoke(cli.main, ["serve", *args], env=env)
+NOT_FIELDS = {"secret_file", "open_anywhere", "config"}
+#: Every setting of ``serve`` (``--print-config`` is an action, not a setting: tests/test_config_file.py).
+SERVE_OPTIONS = {param.name: param for param in cli.serve.params
+                 if isinstance(param, click.Option) and param.name != "print_config"}
+#: Settings that only go in pairs: their partner is set alongside in the tests of one variable.
+PARTNERS = {"certfile": "keyfile", "keyfile": "certfile"}
 
 
 def served(started: list[HubConfig], *args: str, **env: str) -> HubConfig:
@@ -124,10 +110,17 @@ def sample(name: str, tmp_path: Path) -> tuple[str, Any]:
         return str(default + 1.5), default + 1.5
     if hint is str:
         return "localhost", "localhost"  # a host --open accepts, and a prefix
+    if get_origin(hint) is Literal:  # a choice: another than the default
+        other = next(choice for choice in get_args(hint) if choice != default)
+        return other, other
     if hint == str | None:
         return "redis://redis.example:6379/2", "redis://redis.example:6379/2"
     if hint == tuple[str, ...]:
         return "https://a.example https://b.example", ("https://a.example", "https://b.example")
+    if FIELDS[name].metadata["file"]:
+        path = tmp_path / f"{name}.pem"
+        path.write_text("PEM\n")  # run_hub is replaced: nothing reads it
+        return str(path), path
     folders = [tmp_path / "one", tmp_path / "two"]
     for folder in folders:
         folder.mkdir(exist_ok=True)
@@ -141,10 +134,13 @@ def sample(name: str, tmp_path: Path) -> tuple[str, Any]:
 def test_an_environment_variable_sets_its_field(name: str, started: list[HubConfig], tmp_path: Path) -> None:
     text, value = sample(name, tmp_path)
     env = {} if name == "secret" else {"BRIDGE_OPEN_MODE": "1"}  # one of the two, or serve refuses
+    partner = PARTNERS.get(name)
+    if partner is not None:
+        env[env_name(partner)] = sample(partner, tmp_path)[0]
     config = served(started, **{**env, env_name(name): text})
     assert getattr(config, name) == value
     assert all(getattr(config, other) == getattr(DEFAULTS, other)
-               for other in FIELDS if other not in (name, "open_mode"))
+               for other in FIELDS if other not in (name, "open_mode", partner))
 
 
 def test_the_command_line_wins_over_the_environment(started: list[HubConfig], tmp_path: Path) -> None:
@@ -268,10 +264,11 @@ def cell_default(option: click.Option) -> str:
 
 def expected_table() -> list[str]:
     """The table docs/configuration.md must hold, one row per ``serve`` option in --help order."""
-    rows = ["| Option | Environment variable | Default | Meaning |", "|---|---|---|---|"]
+    rows = ["| Option | Environment variable | TOML key | Default | Meaning |", "|---|---|---|---|---|"]
     for option in SERVE_OPTIONS.values():
         flag = "(none: environment only)" if option.hidden else f"`{option.opts[0]}`"
-        rows.append(f"| {flag} | `{option.envvar}` | {cell_default(option)} | {option.help} |")
+        key = "none" if option.name in ("secret", "config") else f"`{option.name}`"
+        rows.append(f"| {flag} | `{option.envvar}` | {key} | {cell_default(option)} | {option.help} |")
     return rows
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import sysconfig
 import time
+import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,23 +60,97 @@ def test_validate_runs_from_the_wheel(installed: Path, tmp_path: Path) -> None:
 
 
 def test_serve_from_the_wheel_serves_its_pages(installed: Path, tmp_path: Path) -> None:
-    import socket
+    port = free_port()
+    with running(installed, tmp_path, "serve", "--open", "--port", str(port)):
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/widget.html", timeout=5).read()
+        assert b"<html" in page.lower()
 
+
+@pytest.mark.parametrize("command", [["serve", "--open"], ["demo", "--agents", "1", "--call-every", "0"]])
+def test_an_installed_hub_without_the_streams_bundle_says_what_to_run(
+    installed: Path, tmp_path: Path, command: list[str]
+) -> None:
+    port = free_port()
+    with running(installed, tmp_path, *command, "--port", str(port)) as stderr:
+        status = _status(f"http://127.0.0.1:{port}/vendor/streams/connect-streams-min.js")
+    assert status == 404
+    [warning] = [line for line in stderr() if "Streams bundle" in line]
+    assert "run: connect-bridge fetch-streams" in warning and "--streams-dir" in warning
+    assert "npm ci" not in warning and "`" not in warning
+
+
+@pytest.mark.parametrize("command", [["serve", "--open"], ["demo", "--agents", "1", "--call-every", "0"]])
+def test_an_installed_hub_serves_the_bundle_from_streams_dir(
+    installed: Path, tmp_path: Path, command: list[str]
+) -> None:
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    (vendor / "connect-streams-min.js").write_text("window.connect = {};\n")
+    port = free_port()
+    with running(installed, tmp_path, *command, "--port", str(port), "--streams-dir", str(vendor)) as stderr:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/vendor/streams/connect-streams-min.js",
+                                      timeout=5).read()
+    assert body == b"window.connect = {};\n"
+    assert not [line for line in stderr() if "Streams bundle" in line or "connect-streams-min.js" in line]
+
+
+def test_an_installed_hub_finds_the_bundle_fetch_streams_keeps(installed: Path, tmp_path: Path) -> None:
+    """The user data folder (where ``fetch-streams`` saves it) is looked in with no option."""
+    kept = tmp_path / "data" / "connect-bridge" / "streams"
+    kept.mkdir(parents=True)
+    (kept / "connect-streams-min.js").write_text("window.connect = {};\n")
+    port = free_port()
+    with running(installed, tmp_path, "demo", "--agents", "1", "--call-every", "0", "--port", str(port)):
+        status = _status(f"http://127.0.0.1:{port}/vendor/streams/connect-streams-min.js")
+    assert status == 200
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "bridge", "serve", "--open", "--port", str(port)],
-                            cwd=tmp_path, env=wheel_env(installed), stderr=subprocess.PIPE)
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(installed: Path, tmp_path: Path, *args: str) -> Iterator[Callable[[], list[str]]]:
+    """The installed ``connect-bridge ARGS``, started in an empty folder with an empty user data
+    folder (``tmp_path/data``), once its health check answers; yields a function that stops it
+    and returns its stderr lines."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    env = {k: v for k, v in wheel_env(installed).items() if not k.startswith("BRIDGE_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    port = args[args.index("--port") + 1]
+    proc = subprocess.Popen([sys.executable, "-m", "bridge", *args], cwd=work, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def stop() -> list[str]:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+            lines.extend(err.splitlines())
+        return lines
+
     try:
-        for _ in range(100):
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/widget.html", timeout=1).read()
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise AssertionError(f"{args[0]} exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+            if _status(f"http://127.0.0.1:{port}/healthz") == 200:
                 break
-            except OSError:
-                time.sleep(0.1)
+            time.sleep(0.1)
         else:
-            raise AssertionError("the hub did not start")
-        assert b"<html" in page.lower()
+            raise AssertionError(f"{args[0]} did not start")
+        yield stop
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop()
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None

@@ -67,10 +67,18 @@ from bridge.client import (
     RequestTimeout,
 )
 from bridge.hub.config import DEFAULTS, HubConfig
-from bridge.hub.http import WS_PATH
+from bridge.hub.http import WS_PATH, streams_warning
 from bridge.protocol import Kind
 from bridge.sim.agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
-from bridge.sim.contacts import CALL_ERRORS, DEFAULT_CALLER, DEFAULT_QUICK_CONNECTS, QuickConnect, is_e164
+from bridge.sim.contacts import (
+    CALL_ERRORS,
+    COMMAND_CALL_TIMERS,
+    DEFAULT_CALLER,
+    DEFAULT_QUICK_CONNECTS,
+    CallTimers,
+    QuickConnect,
+    is_e164,
+)
 
 #: The hub ``serve`` starts with no options.
 DEFAULT_URL: Final = f"ws://{DEFAULTS.host}:{DEFAULTS.port}{WS_PATH}"
@@ -489,6 +497,30 @@ class SupervisorView(PrettyView):
         self.line(f"{when}  {agent}  {rest}")
 
 
+def shown_answers(kinds: tuple[str, ...], answers: bool) -> Callable[[dict[str, Any]], bool]:
+    """Whether ``listen`` prints an event: all but other apps' answers to questions.
+
+    An event with ``replyTo`` answers some app's request and reaches every app of
+    the agent. When its kind is retained (``x-bridge.retain``: SetAgentState, the
+    call events) it is news about the agent and printed like any event; otherwise
+    (GetStates, StateSync...) it only answers whoever asked, and ``listen``, which
+    asks nothing, prints it only with ``--answers`` or when ``--kind`` names it.
+    """
+    if answers:
+        return lambda envelope: True
+    from bridge.protocol.catalog import Catalog
+
+    wanted = {spec.label for spec in Catalog.load() if spec.retain is not None} | set(kinds)
+
+    def shown(envelope: dict[str, Any]) -> bool:
+        if "replyTo" not in envelope:
+            return True
+        label = f"{envelope.get('channel')}/{envelope.get('topic')}/{envelope.get('subtopic')}"
+        return label in wanted
+
+    return shown
+
+
 @click.command("listen")
 @click.option(
     "--kind",
@@ -500,6 +532,12 @@ class SupervisorView(PrettyView):
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.option("--quiet", "-q", is_flag=True, help="No connection notes on stderr.")
+@click.option(
+    "--answers",
+    is_flag=True,
+    help="Also print answers to other apps' questions (GetStates, StateSync, quick connects...), "
+    "which every app of the agent receives; hidden unless --kind names their kind.",
+)
 @click.option(
     "--source",
     default="connect-bridge-listen",
@@ -517,6 +555,7 @@ def listen(
     count: int | None,
     duration: float | None,
     quiet: bool,
+    answers: bool,
     source: str,
     supervisor: bool,
     agents_text: str | None,
@@ -528,6 +567,11 @@ def listen(
 
     The retained state is printed first (marked "retained": true). Reconnects by
     itself when the hub restarts; connection notes go to stderr.
+
+    The hub sends every app of an agent the answer to any app's request. Those
+    that change the agent (SetAgentState, call events) are printed; those that
+    only answer a question (GetStates, StateSync, GetQuickConnects, a
+    deployment's own kinds) are hidden unless --answers or --kind asks for them.
 
     As a supervisor (a supervisor token, or --supervisor --agents on an open
     hub) it prints the events of every agent in scope, each with its "agent";
@@ -545,6 +589,7 @@ def listen(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--kind") from exc
     who = joining(ctx, token, agent, supervisor=supervisor, agents_text=agents_text)
+    shown = shown_answers(kinds, answers)
 
     async def main() -> int:
         bus = who.client(url, source=source)
@@ -570,6 +615,8 @@ def listen(
         try:
             async with asyncio.timeout(duration), bus.events(*kinds, agent=who.target) as events:
                 async for envelope in events:
+                    if not shown(envelope):
+                        continue
                     if view is not None:
                         view.event(envelope)
                     else:
@@ -594,10 +641,6 @@ def listen(
 
 
 # ----- virtual-agent ---------------------------------------------------------------------
-
-#: How often the demo rings each Available agent, in seconds: often enough that a newcomer
-#: sees a call within a minute of opening the widget, rarely enough to try each button.
-DEMO_CALL_EVERY: Final = 45.0
 
 
 def _attributes(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str] | None:
@@ -626,10 +669,8 @@ def _quick_connects(ctx: click.Context, param: click.Parameter, value: tuple[str
         raise click.BadParameter(str(exc)) from exc
 
 
-def call_options(
-    *, call_every: float | None, call_length: float | None, ring_timeout: float | None, acw_timeout: float | None
-) -> Callable[[F], F]:
-    """The simulated calls' options (virtual-agent and demo), with each command's defaults.
+def call_options(timers: CallTimers = COMMAND_CALL_TIMERS) -> Callable[[F], F]:
+    """The simulated calls' options (virtual-agent and demo), with the defaults both share.
 
     The command receives them as keyword arguments named as :class:`VirtualAgent`'s;
     0 turns a timer off.
@@ -646,17 +687,18 @@ def call_options(
         )
 
     options = [
-        seconds("--call-every", call_every, "Ring an inbound call this often while the agent is free and routable"),
-        seconds("--call-length", call_length, "The customer of an answered call hangs up after this long"),
-        seconds("--ring-timeout", ring_timeout, "A ringing call nobody answers is missed after this long"),
+        seconds("--call-every", timers.call_every,
+                "Ring an inbound call this often while the agent is free and routable"),
+        seconds("--call-length", timers.call_length, "The customer of an answered call hangs up after this long"),
+        seconds("--ring-timeout", timers.ring_timeout, "A ringing call nobody answers is missed after this long"),
         click.option(
             "--answer-delay",
-            default=2.0,
+            default=timers.answer_delay,
             show_default=True,
             type=click.FloatRange(min=0),
-            help="Seconds before a dialed customer or a consulted party picks up.",
+            help="Seconds before a dialed customer or a consulted party picks up (0: at once).",
         ),
-        seconds("--acw-timeout", acw_timeout, "After-call work nobody clears ends after this long"),
+        seconds("--acw-timeout", timers.acw_timeout, "After-call work nobody clears ends after this long"),
         click.option(
             "--caller",
             default=DEFAULT_CALLER,
@@ -757,7 +799,7 @@ def build_model(
     "--fail-updates", is_flag=True, help="Refuse every state change with UPDATE_AGENT_STATE_FAILED."
 )
 @click.option("--on-call", is_flag=True, help="Start on an answered inbound call.")
-@call_options(call_every=None, call_length=30.0, ring_timeout=20.0, acw_timeout=None)
+@call_options()
 @click.option("--quiet", "-q", is_flag=True, help="Do not log each request on stderr.")
 @click.option(
     "--source", default="virtual-agent", show_default=True, help="This provider's name on the bus."
@@ -873,8 +915,10 @@ WALLBOARD_QUERY: Final = "agents=*&control=1"
     callback=lambda ctx, param, value: value or None,
     help="Seconds between state changes of agent3 and up, made by a supervisor over the bus (0: never).",
 )
-@call_options(call_every=DEMO_CALL_EVERY, call_length=20.0, ring_timeout=20.0, acw_timeout=10.0)
-def demo(port: int, agents: int, floor_every: float | None, **calling: Any) -> None:
+@call_options()
+@config_option("streams_dir", help="Folder with connect-streams-min.js, for the CCP pages (default: "
+               "./node_modules/amazon-connect-streams/release, then the folder connect-bridge fetch-streams fills).")
+def demo(port: int, agents: int, floor_every: float | None, streams_dir: Path | None, **calling: Any) -> None:
     """Run a complete local bus: an open hub on loopback, virtual agents, and the pages.
 
     Nothing needs Amazon Connect: the agents are simulated, and a call rings
@@ -884,20 +928,24 @@ def demo(port: int, agents: int, floor_every: float | None, **calling: Any) -> N
     --floor-every seconds one of them changes state, so the wallboard shows a
     floor at work. Ctrl-C stops it.
     """
-    run_async(run_demo(port, agents, sys.stdout, floor_every=floor_every, **calling))
+    run_async(run_demo(port, agents, sys.stdout, floor_every=floor_every, streams_dir=streams_dir, **calling))
 
 
-async def run_demo(port: int, agents: int, out: IO[str], *, floor_every: float | None = None, **calling: Any) -> int:
+async def run_demo(port: int, agents: int, out: IO[str], *, floor_every: float | None = None,
+                   streams_dir: Path | None = None, **calling: Any) -> int:
     """The demo: hub plus agents until cancelled, then a clean shutdown."""
     from bridge.cli.floor import Floor
     from bridge.hub.server import HubServer
 
-    hub = HubServer(HubConfig(host="127.0.0.1", port=port, open_mode=True))
+    hub = HubServer(HubConfig(host="127.0.0.1", port=port, open_mode=True, streams_dir=streams_dir))
     try:
         await hub.start()
     except OSError as exc:
         click.echo(cannot_listen("127.0.0.1", port, exc), err=True)
         return EXIT_CONNECTION
+    missing = streams_warning(hub.streams_dir)
+    if missing is not None:
+        click.echo(missing, err=True)
     floor = Floor(hub.url, agents, floor_every=floor_every, **calling)
     try:
         await floor.start()

@@ -17,11 +17,18 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from bridge import __version__
 from bridge.cli.joining import parse_agents
-from bridge.cli.options import hub_options, read_secret, secret_options
+from bridge.cli.options import (
+    SettingsError,
+    config_file_options,
+    effective_settings,
+    hub_options,
+    read_secret,
+    secret_options,
+)
 from bridge.cli.urls import cannot_listen, local_host, not_blank
 from bridge.hub import http
-from bridge.hub.config import HubConfig
-from bridge.logs import limit_repeats
+from bridge.hub.config import HubConfig, TLSFileError
+from bridge.logs import configure, use_format
 from bridge.protocol import Role
 from bridge.protocol.catalog import Catalog, CatalogError
 from bridge.protocol.tokens import issue_token
@@ -42,28 +49,39 @@ MIN_SECRET_BYTES: Final = 32
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """connect-bridge: one WebSocket bus between Amazon Connect agent desktops and the apps around them."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    limit_repeats()  # a flood of refused clients must not flood the log
+    configure(logging.WARNING - 10 * min(verbose, 2))  # text, repeats limited; serve may switch to JSON
 
 
 @main.command()
+@config_file_options
 @hub_options
-def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> None:
+@click.pass_context
+def serve(ctx: click.Context, /, open_anywhere: bool, secret_file: Path | None, print_config: bool,
+          **settings: Any) -> None:
     """Run a hub node.
 
-    Every option can also be set by the environment variable shown with it
-    (an option on the command line wins); see docs/configuration.md.
+    Every option can also be set by the environment variable shown with it,
+    or in the --config file under the setting's name (an option on the
+    command line wins, then the variable, then the file); see
+    docs/configuration.md. With --certfile and --keyfile it serves wss://
+    and https:// (docs/deployment.md).
 
-    Exit status: 0 after Ctrl-C or SIGTERM, 1 for a broken schema file, 2 for
-    a usage error, 3 when the address cannot be listened on (port in use,
-    address not on this machine).
+    Exit status: 0 after Ctrl-C or SIGTERM (and after --print-config), 1 for
+    a broken schema file, 2 for a usage error (a bad option, variable or
+    configuration file key; a certificate or key that cannot be used), 3 when
+    the address cannot be listened on (port in use, address not on this
+    machine).
     """
     settings["secret"] = read_secret(secret_file, settings["secret"])
     try:
         config = HubConfig(**settings)
     except ValueError as exc:  # a rule across settings, e.g. the Redis provider TTL above the heartbeat
         raise click.UsageError(str(exc)) from exc
+    if print_config:
+        for line in effective_settings(ctx, config.secret):
+            click.echo(line)
+        return
+    use_format(config.log_format)
     secret = config.secret
     if config.open_mode:
         if not http.is_loopback(config.host) and not open_anywhere:
@@ -79,6 +97,8 @@ def serve(open_anywhere: bool, secret_file: Path | None, **settings: Any) -> Non
         status = asyncio.run(run_hub(config))
     except CatalogError as exc:
         raise click.ClickException(f"schema error: {exc}") from exc
+    except TLSFileError as exc:
+        raise SettingsError(f"TLS: {exc}") from exc
     sys.exit(status)
 
 
@@ -103,8 +123,10 @@ async def run_hub(config: HubConfig, *, ready_message: bool = True) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if ready_message:
-        health = f"http://{local_host(config.host)}:{hub.port}/healthz"
+        health = f"{'https' if config.tls else 'http'}://{local_host(config.host)}:{hub.port}/healthz"
         click.echo(f"connect-bridge {__version__} listening on {hub.url} (health: {health})", err=True)
+        if (missing := http.streams_warning(hub.streams_dir)) is not None:
+            click.echo(missing, err=True)
     try:
         await stop.wait()
     finally:
@@ -195,9 +217,10 @@ def validate(files: tuple[Path, ...], schema_dirs: tuple[Path, ...]) -> None:
 
 def _register_app_commands() -> None:
     """The client-side commands (send, listen, virtual-agent, demo, call) live in their own modules."""
-    from bridge.cli import apps, calls
+    from bridge.cli import api, apps, calls, streams
 
-    for command in (apps.send, apps.listen, apps.virtual_agent, apps.demo, calls.call):
+    for command in (apps.send, apps.listen, apps.virtual_agent, apps.demo, calls.call, streams.fetch_streams,
+                    api.describe):
         main.add_command(command)
 
 

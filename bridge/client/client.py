@@ -43,6 +43,7 @@ import contextlib
 import inspect
 import logging
 import random
+import ssl as ssl_module
 import time
 import uuid
 import weakref
@@ -521,6 +522,7 @@ class BridgeClient:
         max_frame_size: int = 64 * 1024,
         agents: Iterable[str] | None = None,
         control: bool = False,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
         """``request_timeout`` is the client's own limit per request; keep it
         above the hub's (10 s by default) so that the hub's REQUEST_TIMEOUT,
@@ -534,7 +536,14 @@ class BridgeClient:
         ``agents`` and ``control`` (supervisors on an open hub): the agents to
         follow, or ``["*"]``, and whether to ask for control (sending requests
         for them). The hub grants what an open hub's supervisor asks.
+
+        ``ssl``: the TLS context for a ``wss://`` URL, e.g.
+        ``ssl.create_default_context(cafile="ca.pem")`` for a hub whose
+        certificate a private CA signed. Without it a ``wss://`` URL is checked
+        against the system's CAs (or the file named by ``SSL_CERT_FILE``).
         """
+        if ssl is not None and not url.lower().startswith("wss:"):
+            raise ValueError("ssl is for a wss:// URL")
         self.role = Role(role)
         scope = _check_credentials(self.role, token, agent, agents, control)
         if not 1 <= len(source) <= 64:
@@ -550,6 +559,7 @@ class BridgeClient:
         self.stable_after = stable_after
         self.max_queue = max_queue
         self.max_frame_size = max_frame_size
+        self.ssl = ssl
         self._token = token
         self._agent_name = agent
         self._scope = scope
@@ -1054,6 +1064,8 @@ class BridgeClient:
         # The token first: a token function may take its time (or wait on purpose),
         # and no socket should sit open meanwhile against the hub's Hello deadline.
         hello = request(HELLO, self.source, await self._hello_data(), id=uuid.uuid4().hex)
+        # websockets makes a default context for wss:// itself, and refuses ssl=None there.
+        tls: dict[str, Any] = {} if self.ssl is None else {"ssl": self.ssl}
         try:
             async with asyncio.timeout(self.connect_timeout):
                 ws = await connect(
@@ -1061,6 +1073,7 @@ class BridgeClient:
                     max_size=self.max_frame_size,
                     open_timeout=None,  # the enclosing timeout covers connect and Hello
                     compression=None,
+                    **tls,
                 )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise ConnectFailed(

@@ -9,10 +9,12 @@ Nothing else in the hub reads the environment.
 
 from __future__ import annotations
 
+import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bridge.brokers import Broker, MemoryBroker
 from bridge.hub.core.router import DEFAULT_LIMITS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_LEEWAY
@@ -37,14 +39,16 @@ def about(
     min: float | None = None,
     max: float | None = None,
     min_open: bool = False,
+    file: bool = False,
 ) -> dict[str, Any]:
     """A :class:`HubConfig` field's metadata: its help text, and bounds.
 
     ``option`` is the command-line name when it is not the field's name in
     kebab case. ``min``/``max`` bound the value (``min_open``: strictly above
     ``min``); the CLI turns them into click ranges, :class:`HubConfig` checks them.
+    ``file``: a ``Path`` field that names a file (the others name folders).
     """
-    return {"help": help, "option": option, "min": min, "max": max, "min_open": min_open}
+    return {"help": help, "option": option, "min": min, "max": max, "min_open": min_open, "file": file}
 
 
 def env_name(name: str) -> str:
@@ -62,9 +66,23 @@ class HubConfig:
 
     host: str = field(default="127.0.0.1", metadata=about("Address to listen on."))
     port: int = field(default=8765, metadata=about("Port to listen on (0 picks a free one).", min=0, max=65535))
+    certfile: Path | None = field(
+        default=None,
+        metadata=about(
+            "PEM certificate chain (server certificate first): serve wss:// and https:// (needs --keyfile).",
+            file=True,
+        ),
+    )
+    keyfile: Path | None = field(
+        default=None,
+        metadata=about("PEM private key of --certfile, unencrypted (needs --certfile).", file=True),
+    )
     secret: str | None = field(
         default=None,
-        metadata=about("HS256 secret for tokens; required unless --open. Only from BRIDGE_SECRET or --secret-file."),
+        metadata=about(
+            "HS256 secret for tokens; required unless --open. Only from BRIDGE_SECRET or --secret-file "
+            "(never the command line or the --config file)."
+        ),
     )
     open_mode: bool = field(
         default=False,
@@ -112,8 +130,9 @@ class HubConfig:
     streams_dir: Path | None = field(
         default=None,
         metadata=about(
-            "Folder with connect-streams-min.js, served at /vendor/streams/ "
-            "(default: ./node_modules/amazon-connect-streams/release)."
+            "Folder with connect-streams-min.js, served at /vendor/streams/ (default: the first that has it of "
+            "./node_modules/amazon-connect-streams/release, the checkout's node_modules, and the folder "
+            "connect-bridge fetch-streams fills)."
         ),
     )
     redis_url: str | None = field(
@@ -198,16 +217,27 @@ class HubConfig:
         default=False,
         metadata=about("Answer /healthz and /metrics from any address (default: loopback clients only, 403 otherwise)."),
     )
+    log_format: Literal["text", "json"] = field(
+        default="text",
+        metadata=about("Log lines as text (key=value fields at the end) or as one JSON object per line."),
+    )
 
     def __post_init__(self) -> None:
         for spec in fields(self):
             problem = out_of_bounds(getattr(self, spec.name), spec.metadata)
             if problem:
                 raise ValueError(f"{spec.name} {problem}")
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together (--certfile, --keyfile): give both for TLS, or neither")
         try:
             self.redis_settings()  # their own rules: the provider TTL above the heartbeat, ...
         except ValueError as exc:
             raise ValueError(f"the Redis settings do not fit together: {exc}") from None
+
+    @property
+    def tls(self) -> bool:
+        """Whether the hub serves ``wss://`` and ``https://`` (a certificate and key are set)."""
+        return self.certfile is not None
 
     def redis_settings(self) -> RedisSettings:
         """The Redis broker's settings; ``ValueError`` when they do not fit together."""
@@ -242,3 +272,57 @@ def make_broker(config: HubConfig) -> Broker:
     from bridge.brokers.redis import RedisBroker  # imported only when asked for
 
     return RedisBroker(config.redis_url, settings=config.redis_settings())
+
+
+class TLSFileError(ValueError):
+    """The certificate or key cannot be used; the message names the file and what to do."""
+
+
+class _Encrypted(Exception):
+    """Raised by the passphrase callback: the hub never asks for a passphrase."""
+
+
+def _no_passphrase() -> bytes:
+    raise _Encrypted
+
+
+#: What a PEM certificate and a PEM private key (PKCS#8, PKCS#1 or SEC 1) start with.
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN (?:TRUSTED )?CERTIFICATE-----")
+_PEM_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----")
+
+
+def make_ssl_context(config: HubConfig) -> ssl.SSLContext | None:
+    """The server's TLS context from ``certfile`` and ``keyfile``, or None without them.
+
+    Raises :class:`TLSFileError` with one line to act on (which file, what is
+    wrong with it) instead of OpenSSL's codes: the files are checked for their
+    PEM blocks first, then loaded. An encrypted key is refused rather than
+    prompting for its passphrase on the terminal, which a service has not got.
+    """
+    if config.certfile is None or config.keyfile is None:
+        return None
+    for path, pattern, what in (
+        (config.certfile, _PEM_CERTIFICATE, "PEM certificate (-----BEGIN CERTIFICATE-----)"),
+        (config.keyfile, _PEM_PRIVATE_KEY, "PEM private key (-----BEGIN PRIVATE KEY-----)"),
+    ):
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise TLSFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not pattern.search(content):
+            raise TLSFileError(f"{path} holds no {what}") from None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.certfile, config.keyfile, password=_no_passphrase)
+    except _Encrypted:
+        raise TLSFileError(
+            f"{config.keyfile} is encrypted with a passphrase; give the key unencrypted "
+            "(e.g. openssl pkey -in KEY -out KEY.plain), readable by the hub's user only"
+        ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TLSFileError(f"{config.keyfile} is not the private key of {config.certfile}") from None
+        raise TLSFileError(
+            f"cannot use {config.certfile} with {config.keyfile}: {exc.reason or exc} (OpenSSL)"
+        ) from None
+    return context

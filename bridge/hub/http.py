@@ -27,14 +27,25 @@ from http import HTTPStatus
 from importlib import resources
 from pathlib import Path
 
+import orjson
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+
+from bridge.hub import events
 
 WS_PATH = "/ws"
 STREAMS_PREFIX = "/vendor/streams/"
 
+#: What the hub tells its own pages about itself (static/js/pages/index.js): ``{"mode": "open"|"secured"}``.
+PAGE_CONFIG_PATH = "/config.json"
+
+#: The hub's API as an AsyncAPI 3.0.0 document (bridge.protocol.asyncapi, docs/api-description.md).
+ASYNCAPI_PATH = "/asyncapi.json"
+
+#: The Streams bundle static/ccp.html loads.
+STREAMS_BUNDLE = "connect-streams-min.js"
 #: The only files served from the Streams folder: what static/ccp.html loads.
-STREAMS_FILES = frozenset({"connect-streams-min.js"})
+STREAMS_FILES = frozenset({STREAMS_BUNDLE})
 
 #: Host names a hub answers to when none are configured (besides its bind address).
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -150,17 +161,48 @@ def builtin_static_dir() -> Path | None:
     return checkout if checkout.is_dir() else None
 
 
+def user_streams_dir() -> Path:
+    """The user data folder ``connect-bridge fetch-streams`` puts the Streams bundle in.
+
+    A pip install has no checkout and so no ``node_modules``: this is where such an
+    install keeps the bundle (``~/.local/share/connect-bridge/streams`` on Linux).
+    """
+    import platformdirs  # only here: the hub needs it for this one path
+
+    return Path(platformdirs.user_data_dir("connect-bridge", appauthor=False)) / "streams"
+
+
 def default_streams_dir() -> Path | None:
-    """Where ``npm ci`` put the pinned amazon-connect-streams release bundle."""
+    """The Streams bundle when no ``--streams-dir`` (``BRIDGE_STREAMS_DIR``) names one.
+
+    In order: ``./node_modules/amazon-connect-streams/release`` (``npm ci`` in a
+    checkout, from where the hub starts), the same under the checkout this module
+    runs from, then :func:`user_streams_dir` (``connect-bridge fetch-streams``).
+    ``None`` when none holds the bundle.
+    """
     candidates = [
-        Path.cwd() / "node_modules",
-        Path(__file__).resolve().parents[2] / "node_modules",
+        Path.cwd() / "node_modules" / "amazon-connect-streams" / "release",
+        Path(__file__).resolve().parents[2] / "node_modules" / "amazon-connect-streams" / "release",
+        user_streams_dir(),
     ]
-    for base in candidates:
-        release = base / "amazon-connect-streams" / "release"
-        if (release / "connect-streams-min.js").is_file():
+    for release in candidates:
+        if (release / STREAMS_BUNDLE).is_file():
             return release
     return None
+
+
+def streams_warning(streams_dir: Path | None) -> str | None:
+    """The one start-up line when the Streams bundle cannot be served, else ``None``.
+
+    Without it the emulated and the real CCP page (ccp.html) cannot load; the
+    rest of the hub works. The line says what to run, which fits a pip install
+    and a checkout alike.
+    """
+    if streams_dir is not None and (streams_dir / STREAMS_BUNDLE).is_file():
+        return None
+    where = f"no {STREAMS_BUNDLE} in {streams_dir}" if streams_dir is not None else "the Streams bundle is missing"
+    return (f"WARNING: {where}, so ccp.html cannot load; run: connect-bridge fetch-streams "
+            "(needs npm), or pass --streams-dir (BRIDGE_STREAMS_DIR) a folder holding it")
 
 
 _INLINE = re.compile(r"<(script|style)\b([^>]*)>(.*?)</\1\s*>", re.S | re.I)
@@ -197,7 +239,10 @@ class CachedFile:
     @classmethod
     def read(cls, path: Path, stamp: tuple[int, int]) -> CachedFile:
         body = path.read_bytes()
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        # The system's table would call the TypeScript declarations a Qt translation file.
+        typescript = path.name.endswith(".ts")
+        content_type = "text/x-typescript" if typescript else mimetypes.guess_type(path.name)[0]
+        content_type = content_type or "application/octet-stream"
         compressible = content_type.startswith("text/") or content_type in (
             "application/javascript",
             "application/json",
@@ -347,6 +392,8 @@ class SiteSettings:
     allow_origins: tuple[str, ...]
     max_unread: int
     max_unread_per_address: int
+    #: Open (demo) mode: the landing page links the demo pages; secured, it says they need a token.
+    open_mode: bool = False
 
 
 class Site:
@@ -358,9 +405,18 @@ class Site:
         self.streams = FileCache(settings.streams_dir, STREAMS_FILES)
         self.unread = UnreadBytes(settings.max_unread, settings.max_unread_per_address)
 
-    def serve(self, request: Request, path: str, address: str, lost: asyncio.Future[None]) -> Response:
-        """The response to a GET of ``path`` from ``address``; ``lost`` resolves when its connection ends."""
-        if path.startswith(STREAMS_PREFIX):
+    def serve(
+        self, request: Request, path: str, address: str, lost: asyncio.Future[None], document: CachedFile | None = None
+    ) -> Response:
+        """The response to a GET of ``path`` from ``address``; ``lost`` resolves when its connection ends.
+
+        ``document``: a body the hub made (:class:`HostedDocument`), served as files are, instead of a file.
+        """
+        if path == PAGE_CONFIG_PATH:
+            return page_config(open_mode=self.settings.open_mode)
+        if document is not None:
+            cached: CachedFile | None = document
+        elif path.startswith(STREAMS_PREFIX):
             cached = self.streams.get(path[len(STREAMS_PREFIX) :])
         else:
             cached = self.static.get(path)
@@ -380,12 +436,46 @@ class Site:
             extra.append(("Content-Security-Policy", csp))
         release = self.unread.reserve(address, len(body))
         if release is None:
+            events.http_refused(address, path, HTTPStatus.SERVICE_UNAVAILABLE,
+                                "too many file responses not yet read (see --max-unread-file-bytes)")
             return text(HTTPStatus.SERVICE_UNAVAILABLE, "too many file responses not yet read; retry\n")
         if lost.done():
             release()
         else:
             lost.add_done_callback(lambda _: release())
         return response(HTTPStatus.OK, body, cached.content_type, extra)
+
+
+def page_config(*, open_mode: bool) -> Response:
+    """``/config.json``: whether pages must bring a token, so the landing page says so.
+
+    It tells nothing a client could not learn by saying Hello without a token.
+    """
+    body = b'{"mode": "open"}' if open_mode else b'{"mode": "secured"}'
+    return response(HTTPStatus.OK, body, "application/json")
+
+
+class HostedDocument:
+    """A JSON document that names the host its reader reached the hub under (``/asyncapi.json``).
+
+    It is rendered once, on first use, with :data:`PLACEHOLDER` as the host; each
+    response puts the request's ``Host`` (already checked against the hub's
+    names) in its place. A byte replace, not a rendering: a client naming a new
+    port each time costs no more than one naming the same.
+    """
+
+    PLACEHOLDER = "connect-bridge-host.invalid"
+
+    def __init__(self, render: Callable[[str], bytes]) -> None:
+        self._render = render
+        self._template: bytes | None = None
+
+    def get(self, request: Request) -> CachedFile:
+        if self._template is None:
+            self._template = self._render(self.PLACEHOLDER)
+        host = orjson.dumps(request.headers.get("Host", ""))[1:-1]  # as a JSON string's content
+        body = self._template.replace(self.PLACEHOLDER.encode(), host)
+        return CachedFile(body, None, "application/json", (0, 0))
 
 
 # ES modules must be served as JavaScript whatever the platform's mime table says.

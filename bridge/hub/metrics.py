@@ -81,6 +81,14 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # Labelled by status only: the hub answers a fixed handful of them (400, 403, 404, 405,
+        # 421, 426, 503), so no client can grow the label set.
+        self.http_errors = Counter(
+            "bridge_http_errors",
+            "HTTP responses and refused WebSocket handshakes with an error status, by status",
+            ["status"],
+            registry=self.registry,
+        )
         # Per-frame counts are plain dicts, exported when scraped: a Prometheus
         # counter increment costs more than validating the frame.
         self.frames_in: dict[str, int] = {}
@@ -103,6 +111,9 @@ class Metrics:
 
     def disconnected(self, reason: str) -> None:
         self.disconnects.labels(reason).inc()
+
+    def http_error(self, status: int) -> None:
+        self.http_errors.labels(str(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

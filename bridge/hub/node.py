@@ -38,7 +38,7 @@ from bridge.hub.core.outputs import (
     Unfollow,
     Watch,
 )
-from bridge.hub.core.router import Joined, Peer, ProviderPublication, Router, Snapshot
+from bridge.hub.core.router import Joined, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import PROTOCOL_VERSION
 from bridge.protocol.tokens import EVERY_AGENT
 
@@ -55,8 +55,8 @@ class Transport(Protocol):
     def send(self, data: bytes) -> None:
         """Queue ``data`` as one text frame; never blocks."""
 
-    def close(self, code: int, reason: str) -> None:
-        """Close the connection (after what is already queued)."""
+    def close(self, code: int, reason: str, cause: str | None = None) -> None:
+        """Close the connection (after what is already queued); ``cause``: its metrics label, if counted."""
 
 
 class Observer(Protocol):
@@ -133,11 +133,11 @@ class Node:
         self.transports[connection_id] = transport
         return connection_id
 
-    async def hello(self, connection_id: str, frame: str | bytes) -> Peer | None:
-        """The connection's first frame: joined (and greeted) or refused."""
+    async def hello(self, connection_id: str, frame: str | bytes) -> Joined | Refused:
+        """The connection's first frame: joined (and greeted) or refused (the refusal, for the log)."""
         result = self.router.hello(connection_id, frame)
         await self.run(result.outputs)
-        return result.peer if isinstance(result, Joined) else None
+        return result
 
     async def receive(self, peer: Peer, frame: str | bytes) -> None:
         """Route one frame from a joined connection."""
@@ -228,7 +228,7 @@ class Node:
             if transport is not None:
                 if output.cause is not None:
                     self.observer.disconnected(output.cause)
-                transport.close(output.code, output.reason)
+                transport.close(output.code, output.reason, output.cause)
         elif kind is Attach:
             assert isinstance(output, Attach)
             transport = self.transports.get(output.connection_id)

@@ -20,12 +20,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.brokers import Broker
-from bridge.hub import http, wire
-from bridge.hub.config import HubConfig, make_broker
-from bridge.hub.core.router import Limits, Peer, Router
+from bridge.hub import events, http, wire
+from bridge.hub.config import HubConfig, make_broker, make_ssl_context
+from bridge.hub.core.router import Limits, Peer, Refused, Router
 from bridge.hub.metrics import CONTENT_TYPE, Metrics
 from bridge.hub.node import Node
 from bridge.protocol import CloseCode
+from bridge.protocol import asyncapi
 from bridge.protocol.catalog import Catalog
 
 log = logging.getLogger("bridge.server")
@@ -44,7 +45,7 @@ class SocketTransport:
     keep: it is closed with 4008 and told to reconnect.
     """
 
-    __slots__ = ("closing", "closing_task", "connection", "max_buffer", "metrics")
+    __slots__ = ("closing", "closing_task", "connection", "connection_id", "max_buffer", "metrics", "peer", "remote")
 
     def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics) -> None:
         self.connection = connection
@@ -52,6 +53,10 @@ class SocketTransport:
         self.metrics = metrics
         self.closing = False
         self.closing_task: asyncio.Task[None] | None = None
+        #: For the log lines about this connection (bridge.hub.events): its id, address and, once joined, who.
+        self.connection_id = ""
+        self.remote = _address(connection)
+        self.peer: Peer | None = None
 
     def send(self, data: bytes) -> None:
         if self.closing or wire.write_text(self.connection, data, self.max_buffer):
@@ -63,16 +68,19 @@ class SocketTransport:
         if self.closing:
             return
         self.metrics.disconnected("too_slow")
-        log.warning("closing %s: too slow to read", self.connection.id)
+        events.closed(self.connection_id, self.remote, self.peer, CloseCode.TOO_SLOW,
+                      f"too slow to read: more than {self.max_buffer} bytes unsent", "too_slow")
         self.closing = True
         connection = self.connection
         wire.queue_close(connection, CloseCode.TOO_SLOW, "too slow; reconnect")
         asyncio.get_running_loop().call_later(SLOW_CLIENT_GRACE, wire.abort, connection)
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, cause: str | None = None) -> None:
         if self.closing:
             return
         self.closing = True
+        if self.peer is not None:  # a refused Hello is told by HubServer._hello, with why
+            events.closed(self.connection_id, self.remote, self.peer, code, reason, cause)
         self.closing_task = asyncio.get_running_loop().create_task(self.connection.close(code, reason))
 
     async def wait_closed(self) -> None:
@@ -109,6 +117,8 @@ class HubServer:
         )
         self.broker = broker if broker is not None else _make_broker(config)
         self.node = Node(self.router, self.broker, self.metrics)
+        #: TLS from the certificate and key, or None (ws:// and http://); TLSFileError when unusable.
+        self.ssl_context = make_ssl_context(config)
         self.static_dir = config.static_dir or http.builtin_static_dir()
         self.streams_dir = config.streams_dir or http.default_streams_dir()
         #: The names the hub answers under (the ``Host`` check against DNS rebinding).
@@ -121,8 +131,12 @@ class HubServer:
                 allow_origins=config.allow_origins,
                 max_unread=config.max_unread_file_bytes,
                 max_unread_per_address=config.max_unread_file_bytes_per_address,
+                open_mode=config.open_mode,
             )
         )
+        #: ``/asyncapi.json``: the API of this hub's catalog (bridge.protocol.asyncapi).
+        self.asyncapi = http.HostedDocument(lambda host: orjson.dumps(
+            asyncapi.document(self.catalog, host=host, protocol="wss" if config.tls else "ws")))
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         #: Connections that have not said Hello yet, by remote address (bounded: see _admit).
@@ -138,6 +152,7 @@ class HubServer:
             self.config.host,
             self.config.port,
             process_request=self._process_request,
+            process_response=self._process_response,
             max_size=self.config.max_frame_size,
             compression="deflate" if self.config.compression else None,
             close_timeout=2,
@@ -145,6 +160,7 @@ class HubServer:
             max_queue=32,
             server_header="connect-bridge",
             create_connection=wire.BudgetedConnection,
+            ssl=self.ssl_context,
         )
 
     async def close(self) -> None:
@@ -174,38 +190,59 @@ class HubServer:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}{http.WS_PATH}"
+        """The WebSocket URL: ``wss://`` when the hub serves TLS, else ``ws://``."""
+        return f"{'wss' if self.config.tls else 'ws'}://{self.config.host}:{self.port}{http.WS_PATH}"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        """The pages' base URL: ``https://`` when the hub serves TLS, else ``http://``."""
+        return f"{'https' if self.config.tls else 'http'}://{self.config.host}:{self.port}"
 
     # --- HTTP ------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         repeated = http.repeated_header(request)
         if repeated is not None:
+            events.http_refused(_address(connection), request.path.split("?", 1)[0], HTTPStatus.BAD_REQUEST,
+                                f"more than one {repeated} header")
             return http.text(HTTPStatus.BAD_REQUEST, f"more than one {repeated} header\n")
         config = self.config
         # Against DNS rebinding: the hub answers only under its own names (docs/protocol.md, Transport).
         if not http.host_allowed(request, self.public_names):
-            log.info("refused Host %r", request.headers.get("Host"))
+            events.http_refused(_address(connection), request.path.split("?", 1)[0], HTTPStatus.MISDIRECTED_REQUEST,
+                                "unknown Host (see --public-host)", host=request.headers.get("Host"))
             return http.text(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host; see --public-host\n")
         path = request.path.split("?", 1)[0]
         if path == http.WS_PATH:
             if not self._admit(connection):
                 return http.text(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections waiting to say Hello; retry\n")
             if not http.origin_allowed(request, config.allow_origins):
-                log.info("refused origin %r", request.headers.get("Origin"))
+                events.http_refused(_address(connection), path, HTTPStatus.FORBIDDEN, "origin not allowed "
+                                    "(see --allow-origin)", origin=request.headers.get("Origin"))
                 return http.text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
             return None
         if path in ("/healthz", "/metrics"):
             if not config.metrics_public and not http.is_loopback(_address(connection)):
+                events.http_refused(_address(connection), path, HTTPStatus.FORBIDDEN,
+                                    "only from loopback unless --metrics-public")
                 return http.text(HTTPStatus.FORBIDDEN, "only from loopback unless --metrics-public\n")
             if path == "/healthz":
                 return http.response(HTTPStatus.OK, orjson.dumps(self.node.stats()), "application/json")
             return http.response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
+        if path == http.ASYNCAPI_PATH:  # this hub's kinds (--schemas included), under the Host asked for
+            document = self.asyncapi.get(request)
+            return self.site.serve(request, path, _address(connection), wire.lost(connection), document)
         return self.site.serve(request, path, _address(connection), wire.lost(connection))
+
+    def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
+        """Count every error response (ours and the library's); log a handshake ``websockets`` itself
+        refused (not a WebSocket request: 426, 400, 405)."""
+        if response.status_code >= HTTPStatus.BAD_REQUEST:
+            self.metrics.http_error(response.status_code)
+        problem = connection.protocol.handshake_exc
+        if problem is not None and response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
+            events.http_refused(_address(connection), request.path.split("?", 1)[0], response.status_code,
+                                f"not a WebSocket handshake: {problem}")
 
     # --- one connection ----------------------------------------------------------
 
@@ -221,6 +258,9 @@ class HubServer:
             or self._pending_hellos.get(address, 0) >= self.config.max_pending_hellos_per_address
         ):
             self.metrics.disconnected("too_many_pending_hellos")
+            events.http_refused(address, http.WS_PATH, HTTPStatus.SERVICE_UNAVAILABLE,
+                                f"too many connections waiting to say Hello ({self._pending_total} in all, "
+                                f"{self._pending_hellos.get(address, 0)} from this address)")
             return False
         return True
 
@@ -237,7 +277,7 @@ class HubServer:
         transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
         if isinstance(connection, wire.BudgetedConnection):  # pongs and the like, before and after Hello
             connection.over_budget = transport.drop_slow
-        connection_id = self.node.connect(transport)
+        connection_id = transport.connection_id = self.node.connect(transport)
         try:
             self._waiting(connection, +1)
             try:
@@ -247,8 +287,8 @@ class HubServer:
             if peer is not None:
                 if isinstance(connection, wire.BudgetedConnection):
                     connection.send_budget = self.config.max_send_buffer
-                # repr: names and sources come from clients; a newline must not forge a log line.
-                log.info("%s joined %r as %s (source %r)", connection_id, peer.agents, peer.role, peer.source)
+                transport.peer = peer
+                events.joined(connection_id, transport.remote, peer)
                 await self._serve(connection, transport, peer)
         except ConnectionClosed:
             pass
@@ -262,12 +302,20 @@ class HubServer:
             async with asyncio.timeout(self.config.hello_timeout):
                 frame = await connection.recv()
         except TimeoutError:
-            await self.node.run(self.router.no_hello(connection_id, self.config.hello_timeout).outputs)
+            refusal = self.router.no_hello(connection_id, self.config.hello_timeout).outputs
+            events.hello_refused(connection_id, _address(connection), None, refusal)
+            await self.node.run(refusal)
             return None
         if isinstance(frame, bytes):
-            await self.node.run(self.router.binary_frame(connection_id, joined=False))
+            refusal = self.router.binary_frame(connection_id, joined=False)
+            events.hello_refused(connection_id, _address(connection), None, refusal)
+            await self.node.run(refusal)
             return None
-        return await self.node.hello(connection_id, frame)
+        result = await self.node.hello(connection_id, frame)
+        if isinstance(result, Refused):
+            events.hello_refused(connection_id, _address(connection), frame, result.outputs)
+            return None
+        return result.peer
 
     async def _serve(self, connection: ServerConnection, transport: SocketTransport, peer: Peer) -> None:
         async for frame in connection:

@@ -33,8 +33,9 @@ exhaust a recursion limit.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
@@ -102,6 +103,9 @@ class KindSpec:
     #: Error types the provider may answer this kind with, and the sentence shown
     #: to a person (``x-bridge.errors``); on the error kind, those the hub raises itself.
     errors: tuple[tuple[str, str], ...] = ()
+    #: Every schema document of the catalog by ``$id`` (the kinds' files, the shared definitions):
+    #: what its ``$ref`` resolve to, for the API descriptions (bridge.protocol.asyncapi, codegen's TypeScript).
+    resources: Mapping[str, dict[str, Any]] = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def explain(self, envelope: Any) -> str:
         """Describe why ``envelope`` breaks this schema: ``$.json.path: what is wrong (rule)``.
@@ -456,6 +460,7 @@ def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
         for uri, (_, s) in resources_by_id.items()
     )
 
+    shared = {uri: s for uri, (_, s) in resources_by_id.items()}
     specs: list[KindSpec] = []
     seen: dict[tuple[tuple[str, str, str], str], Path] = {}
     for path, schema in documents:
@@ -474,7 +479,7 @@ def load_specs(dirs: Iterable[Path]) -> list[KindSpec]:
             raise CatalogError(f"{path}: cannot compile: {exc}") from exc
         reference = bounded_reference(schema, reference_registry)
         specs.append(
-            KindSpec(kind, shape, senders, path, schema, fast, reference, str(kind), retain, timeout, errors)
+            KindSpec(kind, shape, senders, path, schema, fast, reference, str(kind), retain, timeout, errors, shared)
         )
     return specs
 

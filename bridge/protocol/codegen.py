@@ -5,7 +5,10 @@ sentence shown to a person) and close codes are spelled. This module writes
 them out as code and documentation:
 
 * ``bridge/protocol/names.py`` for Python,
-* ``static/js/lib/names.js`` for the browser modules,
+* ``static/js/lib/names.js`` for the browser modules, with its TypeScript
+  declarations ``static/js/lib/names.d.ts``,
+* ``static/js/lib/kinds.d.ts``: a TypeScript type per kind's envelope, read
+  from its schema (see :class:`TypeWriter`), and maps from kind names to them,
 * ``docs/kinds.md``, the reference of every kind and its declared behaviour.
 
 Run ``python -m bridge.protocol.codegen`` after changing a schema, and
@@ -18,9 +21,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 
@@ -33,6 +37,8 @@ REPO: Final = Path(__file__).resolve().parents[2]
 TARGETS: Final = {
     "python": Path("bridge/protocol/names.py"),
     "js": Path("static/js/lib/names.js"),
+    "js-types": Path("static/js/lib/names.d.ts"),
+    "kinds-types": Path("static/js/lib/kinds.d.ts"),
     "docs": Path("docs/kinds.md"),
 }
 
@@ -137,6 +143,190 @@ def render_js(names: Names) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_js_types(names: Names) -> str:
+    """``names.d.ts``: names.js with every value's literal type, so that kinds type-check."""
+    lines = [
+        "/**",
+        f" * TypeScript declarations of names.js (the wire protocol, version {names.version}).",
+        " *",
+        f" * {HEADER}",
+        " */",
+        "",
+        f"export declare const PROTOCOL_VERSION: {names.version};",
+        "",
+    ]
+    lines += [f'export declare const {name}: "{k}";' for name, k in names.kinds.items()]
+    lines += ["", "/** Stable `errorType` codes. */", "export declare const ErrorType: Readonly<{"]
+    lines += [f'  {t}: "{t}";' for t in names.errors]
+    lines += ["}>;", "/** One of the stable `errorType` codes. */",
+              "export type ErrorTypeName = (typeof ErrorType)[keyof typeof ErrorType];", "",
+              "/** The sentence shown to a person for each error type. */",
+              "export declare const HUMAN_MESSAGES: Readonly<Record<ErrorTypeName, string>>;", "",
+              "/** WebSocket close codes the hub uses. */", "export declare const CloseCode: Readonly<{"]
+    lines += [f"  {n}: {c};" for n, c in names.close_codes.items()]
+    lines += ["}>;"]
+    return "\n".join(lines) + "\n"
+
+
+def type_name(constant: str, shape: str) -> str:
+    """``SET_NOT_READY``, ``request`` -> ``SetNotReadyRequest``."""
+    return "".join(word.capitalize() for word in constant.split("_")) + shape.capitalize()
+
+
+def render_kinds_types(names: Names) -> str:
+    """``kinds.d.ts``: the envelope of every kind as a TypeScript type, and maps from names to them."""
+    writer = TypeWriter()
+    constant_of = {kind: name for name, kind in names.kinds.items()}
+    body: list[str] = []
+    requests: list[tuple[str, str]] = []
+    events: list[tuple[str, str]] = []
+    error_type = "ErrorEnvelope"
+    for spec in names.specs:
+        if spec.kind.channel == ANY_CHANNEL:
+            type_ = error_type
+        else:
+            type_ = type_name(constant_of[spec.kind], spec.shape)
+            (requests if spec.shape == "request" else events).append((str(spec.kind), type_))
+        writer.resources = spec.resources
+        text = writer.write(spec.schema, str(spec.schema.get("$id", "")), "")
+        body += ["", *_doc_comment(f"`{spec.label}` ({spec.shape}). {spec.schema.get('description', '')}", "")]
+        keyword = f"export interface {type_} " if text.startswith("{") else f"export type {type_} = "
+        body.append(keyword + text + ("" if text.startswith("{") else ";"))
+    lines = [
+        "/**",
+        f" * The envelope of every message kind of the wire protocol, version {names.version}, as TypeScript types.",
+        " *",
+        f" * {HEADER}",
+        " * Only the shapes are typed: lengths, patterns and the rules between members are the hub's to check.",
+        " */",
+    ]
+    for name, text in writer.aliases.items():
+        lines += ["", f"export type {name} = {text};"]
+    lines += body
+    lines += ["", "/** Every request kind, by name, and its envelope. */", "export interface Requests {"]
+    lines += [f'  "{kind}": {type_};' for kind, type_ in requests]
+    lines += ["}", "", "/** Every event kind, by name, and its envelope. */", "export interface Events {"]
+    lines += [f'  "{kind}": {type_};' for kind, type_ in events]
+    lines += [
+        "}",
+        "",
+        "export type RequestKind = keyof Requests;",
+        "export type EventKind = keyof Events;",
+        "/** What a request of `K` carries as `data`. */",
+        "export type RequestData<K extends RequestKind> = Requests[K] extends { data?: infer D } ? D : undefined;",
+        "/** What an event of `K` carries as `message`. */",
+        'export type EventMessage<K extends EventKind> = Events[K]["message"];',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _doc_comment(text: str, indent: str) -> list[str]:
+    text = " ".join(text.split()).replace("*/", "*\\/")
+    return [f"{indent}/** {text} */"] if text else []
+
+
+#: Keywords that say what a value is (not only a rule about it).
+_TYPING: Final = frozenset({"$ref", "const", "enum", "type", "properties", "items", "anyOf", "oneOf", "allOf"})
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+
+
+@dataclass
+class TypeWriter:
+    """JSON Schema (the subset the kinds use) to TypeScript.
+
+    ``const`` and ``enum`` become literal types, ``type`` the matching
+    TypeScript types, ``properties``/``required`` an object type (closed when
+    ``additionalProperties`` is false, else with a ``[key: string]: unknown``
+    index), ``anyOf``/``oneOf`` of typed branches a union, ``allOf`` an
+    intersection. Rules that are not types (lengths, patterns, ``if``/``then``,
+    ``not``, branches that only say ``required``) are the hub's to check and are
+    left out. A ``$ref`` to ``…#/$defs/name`` becomes a named type, once.
+    """
+
+    resources: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def write(self, schema: Any, base: str, indent: str) -> str:
+        if schema is True or schema == {}:
+            return "unknown"
+        if schema is False:
+            return "never"
+        parts: list[str] = []
+        if "$ref" in schema:
+            parts.append(self._ref(schema["$ref"], base))
+        if "const" in schema:
+            parts.append(_literal(schema["const"]))
+        elif "enum" in schema:
+            parts.append(" | ".join(_literal(value) for value in schema["enum"]))
+        elif "type" in schema or "properties" in schema or "items" in schema:
+            parts.append(self._typed(schema, base, indent))
+        for combinator in ("anyOf", "oneOf"):
+            branches = schema.get(combinator, [])
+            if branches and all(isinstance(b, dict) and _TYPING & set(b) for b in branches):
+                union = " | ".join(dict.fromkeys(self.write(b, base, indent) for b in branches))
+                parts.append(f"({union})" if parts else union)
+        parts += [self.write(b, base, indent) for b in schema.get("allOf", []) if isinstance(b, dict) and _TYPING & set(b)]
+        if not parts:
+            return "unknown"
+        return parts[0] if len(parts) == 1 else " & ".join(f"({p})" if " | " in p else p for p in parts)
+
+    def _typed(self, schema: dict[str, Any], base: str, indent: str) -> str:
+        types = schema.get("type", "object" if "properties" in schema else "array")
+        out: list[str] = []
+        for type_ in types if isinstance(types, list) else [types]:
+            if type_ == "object":
+                out.append(self._object(schema, base, indent))
+            elif type_ == "array":
+                item = self.write(schema.get("items", True), base, indent)
+                out.append(f"Array<{item}>")
+            else:
+                out.append({"string": "string", "number": "number", "integer": "number", "boolean": "boolean",
+                            "null": "null"}.get(type_, "unknown"))
+        return " | ".join(out)
+
+    def _object(self, schema: dict[str, Any], base: str, indent: str) -> str:
+        properties = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        extra = schema.get("additionalProperties", True)
+        if not properties:
+            if extra is False or schema.get("maxProperties") == 0:
+                return "Record<string, never>"
+            return f"Record<string, {self.write(extra, base, indent)}>"
+        inner = indent + "  "
+        lines = ["{"]
+        for key, value in properties.items():
+            if isinstance(value, dict) and value.get("description"):
+                lines += _doc_comment(str(value["description"]), inner)
+            name = key if _IDENTIFIER.match(key) else _literal(key)
+            lines.append(f"{inner}{name}{'' if key in required else '?'}: {self.write(value, base, inner)};")
+        if extra is not False:
+            lines.append(f"{inner}[key: string]: unknown;")
+        lines.append(indent + "}")
+        return "\n".join(lines)
+
+    def _ref(self, ref: str, base: str) -> str:
+        target, _, fragment = ref.partition("#")
+        uri = target or base
+        document = self.resources.get(uri)
+        if document is None:
+            raise CodegenError(f"{base}: cannot resolve $ref {ref}")
+        named = re.fullmatch(r"/\$defs/([^/]+)", fragment)
+        value: Any = document
+        for part in fragment.split("/")[1:]:
+            value = value[part.replace("~1", "/").replace("~0", "~")]
+        if named is None:
+            return self.write(value, uri, "")
+        name = "".join(word[:1].upper() + word[1:] for word in re.split(r"[^A-Za-z0-9]+", named.group(1)))
+        if name not in self.aliases:
+            self.aliases[name] = "unknown"  # taken before writing: a definition may refer to itself
+            self.aliases[name] = self.write(value, uri, "")
+        return name
+
+
+def _literal(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def render_docs(names: Names) -> str:
     lines = [
         f"# Message kinds (protocol version {names.version})",
@@ -179,6 +369,8 @@ def render_all(schema_dir: Path | None = None) -> dict[Path, str]:
     return {
         TARGETS["python"]: render_python(names),
         TARGETS["js"]: render_js(names),
+        TARGETS["js-types"]: render_js_types(names),
+        TARGETS["kinds-types"]: render_kinds_types(names),
         TARGETS["docs"]: render_docs(names),
     }
 

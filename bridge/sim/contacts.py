@@ -113,6 +113,34 @@ INSTANCE_ARN: Final = "arn:aws:connect:us-east-1:123456789012:instance/0f6a2b1c-
 #: The contact center's number, the DNIS of inbound calls.
 DEFAULT_DNIS: Final = "+18005550199"
 DEFAULT_CALLER: Final = "+15555550123"
+
+
+class CallTimers(NamedTuple):
+    """The simulated calls' timers, in seconds; ``None`` is off.
+
+    :data:`COMMAND_CALL_TIMERS` holds the command line's defaults. The Python
+    class :class:`bridge.sim.virtual_agent.VirtualAgent` starts with every timer
+    off but ``answer_delay`` instead: a program (a test) drives its calls itself.
+    """
+
+    #: An inbound call rings this often while the agent is free and routable.
+    call_every: float | None
+    #: The customer of an answered call hangs up after this long.
+    call_length: float | None
+    #: A ringing call nobody answers is missed after this long.
+    ring_timeout: float | None
+    #: A dialed customer or a consulted party picks up after this long (0: at once).
+    answer_delay: float
+    #: After-call work nobody clears ends after this long.
+    acw_timeout: float | None
+
+
+#: The one set of defaults for ``connect-bridge virtual-agent`` and ``connect-bridge demo``:
+#: a call every 45 s while Available (a newcomer sees one within a minute, with time
+#: to try each button), 20 s to ring and to talk, 2 s to pick up, 10 s of after-call work.
+COMMAND_CALL_TIMERS: Final = CallTimers(
+    call_every=45.0, call_length=20.0, ring_timeout=20.0, answer_delay=2.0, acw_timeout=10.0
+)
 DEFAULT_QUEUE: Final = "BasicQueue"
 
 BUTTONS: Final = (

@@ -240,7 +240,7 @@ async def test_a_queued_next_state_shows_during_the_call(browse: Browse) -> None
         await provider.move(call_id, "connected")
         await provider.publish_agent_state(busy=True, next_state={"name": "Lunch", "type": "not_routable"})
         await expect(widget.locator("#state-name")).to_have_text("Busy")
-        await expect(widget.locator("#state-next")).to_have_text("Next: Lunch, when the call ends")
+        await expect(widget.locator("#state-next-text")).to_have_text("After this call: Not Ready (Lunch)")
         # While on the call the dial pad follows make_call: disabled.
         await widget.get_by_text("Make a call").click()
         await expect(widget.locator("#btn-dial")).to_be_disabled()

@@ -57,7 +57,7 @@ test("a timed-out state request never claims the state was not changed", () => {
 });
 
 test("a state request in flight blocks the other state buttons, mute blocks unmute", () => {
-  assert.deepEqual([...blockedButtons(["logout"])].sort(), ["logout", "notReady", "ready"]);
+  assert.deepEqual([...blockedButtons(["logout"])].sort(), ["cancelNext", "logout", "notReady", "ready"]);
   assert.deepEqual([...blockedButtons(["mute"])].sort(), ["mute", "unmute"]);
   assert.deepEqual([...blockedButtons([])], []);
 });

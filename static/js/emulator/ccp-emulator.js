@@ -26,9 +26,11 @@
  * Contacts are softphone contacts (their agent connection carries
  * `softphoneMediaInfo`, which the MediaFactory echoes without any media).
  *
- * Tests and the demo steer the model: failNext, neverAnswerNext,
- * incomingCall, customerHangsUp, thirdPartyAnswers, startCall, endCall,
- * selectState; every call is recorded in `calls`.
+ * Tests and the demo steer the model: failNext, neverAnswerNext, cancelNext
+ * (what is armed: `armed`), incomingCall, customerHangsUp, thirdPartyAnswers,
+ * startCall, endCall, selectState, agentMutes, removeAgentState; every call is
+ * recorded in `calls`. Events: "change" (the model changed; a snapshot went
+ * out), "call" (a backend call was seen, at once), "armed" (what is armed changed).
  * @module emulator/ccp-emulator
  */
 
@@ -212,6 +214,39 @@ export class CcpEmulator extends EventTarget {
   }
 
   /**
+   * Take back what failNext / neverAnswerNext armed for `method` and not yet used.
+   * @param {string} method
+   * @param {"fail"|"never"} [behaviour] only this one (default: both)
+   */
+  cancelNext(method, behaviour) {
+    const queue = this._next.get(method);
+    if (!queue) return;
+    const left = behaviour ? queue.filter((b) => b !== behaviour) : [];
+    if (left.length) this._next.set(method, left);
+    else this._next.delete(method);
+    this.dispatchEvent(new CustomEvent("armed"));
+  }
+
+  /** What is armed for the next calls, oldest first: `[{method, behaviour}]`. */
+  get armed() {
+    return [...this._next].flatMap(([method, queue]) => queue.map((behaviour) => ({ method, behaviour })));
+  }
+
+  /**
+   * The agent presses mute (or unmute) in the CCP itself: the softphone
+   * toggles and Streams reports it (`onMuteToggle`), as for a mute asked by an
+   * app. Like the softphone, it needs a live call; failNext("mute") and
+   * neverAnswerNext("mute") make it do nothing.
+   * @param {boolean} muted
+   */
+  agentMutes(muted) {
+    if (!this._hasLiveMedia()) throw new Error("Mute works only during a connected softphone call.");
+    this._record("mute", { mute: Boolean(muted), from: "ccp" });
+    if (this._takeBehaviour("mute")) return;
+    this._toggleMute(Boolean(muted));
+  }
+
+  /**
    * A customer calls: Connect routes the call to this agent and it rings
    * (contact `connecting`, the agent's connection `connecting`).
    * @param {object} [call]
@@ -283,6 +318,11 @@ export class CcpEmulator extends EventTarget {
     if (this.muted) this._toggleMute(false);
   }
 
+  /** Whether a call has live media now: mute (from an app or the CCP) acts only then. */
+  get hasLiveMedia() {
+    return this._hasLiveMedia();
+  }
+
   /** The first contact still on the call (not ended), for the panel and the old API. */
   get call() {
     const contact = this.contacts.find((c) => !FINISHED.has(c.state.type));
@@ -297,8 +337,7 @@ export class CcpEmulator extends EventTarget {
     const state = this._stateByName(name);
     if (!state) throw new Error(`no agent state named ${name}`);
     if (this.contacts.length > 0) {
-      this.nextState = state;
-      this._changed();
+      this._enqueue(state);
       return;
     }
     this._apply(state);
@@ -413,8 +452,7 @@ export class CcpEmulator extends EventTarget {
       callbacks.success?.({});
       this._later(() => {
         if (this.contacts.length > 0) {
-          this.nextState = state;
-          this._changed();
+          this._enqueue(state);
         } else {
           this._apply(state);
         }
@@ -592,6 +630,16 @@ export class CcpEmulator extends EventTarget {
     this.dispatchEvent(new CustomEvent("change"));
   }
 
+  /**
+   * A state picked during a contact, as Connect takes it: queued as the next
+   * state, or, when it is the state the agent is in now (say Available again),
+   * the queued one is cancelled (the CCP's "How to cancel Next status").
+   */
+  _enqueue(state) {
+    this.nextState = state.agentStateARN === this.selected.agentStateARN ? null : state;
+    this._changed();
+  }
+
   _apply(state) {
     if (state.agentStateARN !== this.selected.agentStateARN) {
       this.selected = { ...state, startTimestamp: new Date() };
@@ -765,18 +813,27 @@ export class CcpEmulator extends EventTarget {
 
   // -- helpers ---------------------------------------------------------------
 
+  /** Record a backend call and say so at once (the panel's "Backend calls seen"). */
   _record(method, params) {
-    this.calls.push({ method, params: copy(params), at: new Date().toISOString() });
+    const entry = { method, params: copy(params), at: new Date().toISOString() };
+    this.calls.push(entry);
+    this.dispatchEvent(new CustomEvent("call", { detail: entry }));
   }
 
   _queueBehaviour(method, behaviour) {
     if (!this._next.has(method)) this._next.set(method, []);
     this._next.get(method).push(behaviour);
+    this.dispatchEvent(new CustomEvent("armed"));
   }
 
+  /** The behaviour armed for this call of `method`, used up (an "armed" event says so), or null. */
   _takeBehaviour(method) {
     const queue = this._next.get(method);
-    return queue && queue.length ? queue.shift() : null;
+    if (!queue || !queue.length) return null;
+    const behaviour = queue.shift();
+    if (!queue.length) this._next.delete(method);
+    this.dispatchEvent(new CustomEvent("armed"));
+    return behaviour;
   }
 
   _later(fn) {

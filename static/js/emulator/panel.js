@@ -1,9 +1,12 @@
 /**
  * Stands in for the CCP's iframe when ccp.html runs emulated: shows the
  * emulated agent and its contacts, and offers the controls a demo needs (pick
- * a state in "the CCP", ring a call, the customer hangs up, the third party
- * answers, make Connect fail or go silent once). Tests drive the same model
- * through `window.ccpEmulator` instead.
+ * a state in "the CCP", mute in "the CCP", an administrator removing a state,
+ * ring a call, the customer hangs up, the third party answers, make Connect
+ * fail or go silent once, with what is armed shown until it is used or
+ * cancelled). "Backend calls seen" follows the emulator's "call" event, so it
+ * changes the moment a call arrives. Tests drive the same model through
+ * `window.ccpEmulator`, or click the panel.
  * @module emulator/panel
  */
 
@@ -21,6 +24,9 @@ function h(tag, attributes = {}, ...children) {
   element.append(...children);
   return element;
 }
+
+/** How an armed behaviour reads on its button and in the armed list. */
+const ARMED_TEXT = { fail: "will fail", never: "gets no answer" };
 
 /** Screen-pop data a demo call carries. */
 const DEMO_ATTRIBUTES = { CustomerId: "C-20411", Reason: "billing" };
@@ -69,8 +75,9 @@ export function renderEmulatorPanel(container, emulator) {
   const nextLine = h("p", { class: "emu__next", id: "emu-next" });
   const callLine = h("p", { class: "emu__call", id: "emu-call" });
   const contactList = h("ul", { class: "emu__contacts", id: "emu-contacts", "aria-label": "Contacts" });
-  const select = h("select", { id: "emu-select", class: "field" },
-    ...emulator.agentStates.map((s) => h("option", { value: s.name }, s.name)));
+  const select = h("select", { id: "emu-select", class: "field" });
+  const removeSelect = h("select", { id: "emu-remove-state", class: "field",
+    "aria-label": "State the administrator removes" });
   const callsSeen = h("span", { id: "emu-calls" }, "0");
   const lastCall = h("code", { class: "emu__last-call", id: "emu-last-call" }, "none yet");
   const problem = h("p", { class: "emu__problem", id: "emu-problem", role: "status" });
@@ -94,8 +101,23 @@ export function renderEmulatorPanel(container, emulator) {
   const partyAnswers = button("emu-party-answers", "Third party answers", () => emulator.thirdPartyAnswers());
   const startCall = button("emu-start-call", "Start call", () => emulator.startCall());
   const endCall = button("emu-end-call", "End call", () => emulator.endCall());
+  const mute = button("emu-mute", "Mute", () => emulator.agentMutes(true));
+  const unmute = button("emu-unmute", "Unmute", () => emulator.agentMutes(false));
+  const remove = button("emu-remove", "Remove", () => emulator.removeAgentState(removeSelect.value));
   const method = h("select", { id: "emu-method", class: "field", "aria-label": "Backend call" },
-    ...["putAgentState", "mute", ...CONTACT_METHODS].map((m) => h("option", { value: m }, m)));
+    h("option", { value: "putAgentState" }, "putAgentState (state change)"),
+    h("option", { value: "mute" }, "mute (the softphone's mute and unmute)"),
+    ...CONTACT_METHODS.map((m) => h("option", { value: m }, m)));
+  const fail = button("emu-fail", "Fail it", () => arm("fail"));
+  const never = button("emu-never", "Never answer", () => arm("never"));
+  const armedLine = h("p", { class: "emu__armed", id: "emu-armed", role: "status" });
+  /** Arm `behaviour` for the chosen method, or cancel it when it is armed already. */
+  const arm = (behaviour) => {
+    const armed = emulator.armed.some((a) => a.method === method.value && a.behaviour === behaviour);
+    if (armed) emulator.cancelNext(method.value, behaviour);
+    else if (behaviour === "fail") emulator.failNext(method.value);
+    else emulator.neverAnswerNext(method.value);
+  };
 
   container.replaceChildren(h("div", { class: "emu" },
     h("div", { class: "emu__head" },
@@ -115,16 +137,54 @@ export function renderEmulatorPanel(container, emulator) {
       h("span", { class: "emu__label" }, "On the call"),
       h("div", { class: "emu__inline" }, hangUp, partyAnswers, startCall, endCall)),
     h("div", { class: "emu__row" },
+      h("span", { class: "emu__label" }, "Agent presses in the CCP (softphone call only)"),
+      h("div", { class: "emu__inline" }, mute, unmute)),
+    h("div", { class: "emu__row" },
+      h("label", { for: "emu-remove-state" }, "An administrator removes a state"),
+      h("div", { class: "emu__inline" }, removeSelect, remove)),
+    h("div", { class: "emu__row" },
       h("label", { for: "emu-method" }, "Next backend call"),
-      h("div", { class: "emu__inline" }, method,
-        button("emu-fail", "Fail it", () => emulator.failNext(method.value)),
-        button("emu-never", "Never answer", () => emulator.neverAnswerNext(method.value)))),
+      h("div", { class: "emu__inline" }, method),
+      h("div", { class: "emu__inline" }, fail, never),
+      armedLine),
     h("p", { class: "emu__quick" }, "Quick connects: ",
       emulator.quickConnects.map((q) => `${q.name}${q.phoneNumber ? ` (${q.phoneNumber})` : ""}`).join(", ")),
     problem,
     h("p", { class: "emu__calls" }, "Backend calls seen: ", callsSeen, " · last: ", lastCall)));
 
+  /** Both state pickers list the agent's states as configured now (a removed one goes). */
+  let statesKey = null;
+  const updateStates = () => {
+    const names = emulator.agentStates.map((s) => s.name);
+    if (names.join("\n") === statesKey) return;
+    statesKey = names.join("\n");
+    const keep = removeSelect.value;
+    select.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
+    removeSelect.replaceChildren(...names.map((name) => h("option", { value: name }, name)));
+    if (names.includes(keep)) removeSelect.value = keep;
+    remove.disabled = names.length === 0;
+  };
+  /** The buttons of the chosen method read as armed until the failure is used or cancelled. */
+  const updateArmed = () => {
+    const armed = emulator.armed;
+    for (const [control, behaviour, idle] of [[fail, "fail", "Fail it"], [never, "never", "Never answer"]]) {
+      const on = armed.some((a) => a.method === method.value && a.behaviour === behaviour);
+      control.dataset.armed = String(on);
+      control.textContent = on ? `Next ${method.value} ${ARMED_TEXT[behaviour]} — cancel` : idle;
+    }
+    armedLine.textContent = armed.length
+      ? `Armed: ${armed.map((a) => `next ${a.method} ${ARMED_TEXT[a.behaviour]}`).join("; ")}`
+      : "";
+    armedLine.hidden = armed.length === 0;
+  };
+  /** "Backend calls seen": the count and the latest, the moment a call arrives. */
+  const updateCalls = () => {
+    callsSeen.textContent = String(emulator.calls.length);
+    const last = emulator.calls[emulator.calls.length - 1];
+    lastCall.textContent = last ? `${last.method} ${JSON.stringify(last.params?.state?.name ?? last.params ?? "")}` : "none yet";
+  };
   const update = () => {
+    updateStates();
     const { snapshot } = emulator.agentData();
     stateLine.dataset.type = snapshot.state.type;
     stateName.textContent = snapshot.state.name;
@@ -142,10 +202,10 @@ export function renderEmulatorPanel(container, emulator) {
       && p.type !== "agent" && p.state.type === "connecting"));
     startCall.disabled = emulator.contacts.length > 0;
     endCall.disabled = emulator.contacts.length === 0;
+    mute.disabled = !emulator.hasLiveMedia || emulator.muted;
+    unmute.disabled = !emulator.hasLiveMedia || !emulator.muted;
     if (document.activeElement !== select) select.value = emulator.selected.name;
-    callsSeen.textContent = String(emulator.calls.length);
-    const last = emulator.calls[emulator.calls.length - 1];
-    lastCall.textContent = last ? `${last.method} ${JSON.stringify(last.params?.state?.name ?? last.params ?? "")}` : "none yet";
+    updateCalls();
     tick();
   };
   const tick = () => {
@@ -153,6 +213,10 @@ export function renderEmulatorPanel(container, emulator) {
     if (since) stateTime.textContent = formatDuration(Date.now() - since);
   };
   emulator.addEventListener("change", update);
+  emulator.addEventListener("call", updateCalls);
+  emulator.addEventListener("armed", updateArmed);
+  method.addEventListener("change", updateArmed);
   setInterval(tick, 1000);
   update();
+  updateArmed();
 }

@@ -15,6 +15,7 @@ import { readPageConfig } from "../lib/page-config.js";
 import { tokenSubject } from "../lib/token.js";
 import { Provider } from "../provider/provider.js";
 import { CcpStatus } from "./ccp-status.js";
+import { ccpRefusalText } from "./ccp-text.js";
 
 const settings = readPageConfig();
 const status = new CcpStatus(document);
@@ -85,7 +86,10 @@ function startProvider(agent) {
   client.addStateListener((state, detail) => {
     status.showHub(detail);
     if (state === "closed" && detail.error) {
-      status.showError(detail.error.msg || "The bridge refused this page.");
+      // A refused Hello (no token on a secured hub, an expired token) is how the
+      // page was opened, not a provider bug: say what to do, on the page only.
+      status.showError(ccpRefusalText(detail.error, { token: Boolean(settings.token), agent: username })
+        || detail.error.msg || "The bridge refused this page.");
     }
     // The same check on what the hub says, for tokens this page cannot read.
     const welcome = detail.welcome;
@@ -113,7 +117,9 @@ function main() {
   if (!connect || !connect.core) {
     status.showMode("Streams library missing");
     status.showError("The Amazon Connect Streams library did not load from "
-      + "/vendor/streams/connect-streams-min.js (run `npm ci` in the project).");
+      + "/vendor/streams/connect-streams-min.js (the hub has no copy of it). Where the hub runs, "
+      + "run connect-bridge fetch-streams (or npm ci in a checkout of connect-bridge), "
+      + "then restart the hub and reload this page.");
     return;
   }
   if (!startCcp(connect)) return;

@@ -84,7 +84,7 @@ export function isTimeout(error) {
  * @returns {Set<string>} busy buttons and the buttons they conflict with
  */
 export function blockedButtons(busy) {
-  const groups = [["ready", "notReady", "logout"], ["mute", "unmute"]];
+  const groups = [["ready", "notReady", "logout", "cancelNext"], ["mute", "unmute"]];
   const blocked = new Set();
   for (const button of busy) {
     blocked.add(button);
@@ -95,4 +95,55 @@ export function blockedButtons(busy) {
 
 function trimStop(text) {
   return String(text).trim().replace(/[.\s]+$/, "");
+}
+
+/**
+ * Whether the agent is on a contact now: a system state (Busy, PendingBusy,
+ * CallingCustomer, AfterCallWork…). Connect then queues a state change for
+ * after the contact instead of making it (`enqueueNextState`).
+ * @param {object|null} message SetAgentState's message
+ */
+export function stateChangesQueue(message) {
+  return Boolean(message && message.data && message.data.type === "system");
+}
+
+/**
+ * The state buttons' labels: during a contact each would only queue its state,
+ * and says so.
+ * @param {boolean} queued see stateChangesQueue
+ * @returns {{ready: string, notReady: string, logout: string}}
+ */
+export function stateButtonLabels(queued) {
+  return queued
+    ? { ready: "Ready after call", notReady: "Not Ready after call", logout: "Log out after call" }
+    : { ready: "Ready", notReady: "Not Ready", logout: "Log out" };
+}
+
+/**
+ * The queued state in words: "After this call: Not Ready (Lunch)", or null.
+ * @param {{name: string, type: string}|null|undefined} next `message.data.nextState`
+ */
+export function queuedStateText(next) {
+  if (!next || !next.name) return null;
+  if (next.type === "routable") return `After this call: Ready (${next.name})`;
+  if (next.type === "offline") return "After this call: Logged out";
+  return `After this call: Not Ready (${next.name})`;
+}
+
+/**
+ * How to cancel the queued state, or null when the widget cannot. Streams has
+ * no call that clears a queued state; Connect clears it when the agent picks,
+ * during the contact, the state they are in behind the call (the CCP's "How to
+ * cancel Next status": back to Available). The protocol does not carry that
+ * state, so the widget uses the last non-system state it saw (`availability`),
+ * and offers the cancel only when that was a routable one (the case Connect
+ * documents; every routed inbound call starts from one).
+ * @param {object|null} message SetAgentState's message
+ * @param {{name: string, type: string}|null} availability the last state seen before the contact
+ * @returns {{reason: string, label: string}|null} SetReady's ReasonCodeId and the button's accessible name
+ */
+export function cancelQueued(message, availability) {
+  if (!stateChangesQueue(message) || !message.data.nextState) return null;
+  if (!availability || availability.type !== "routable") return null;
+  return { reason: availability.name, label: `Cancel: stay ${availability.name} after this call` };
 }

@@ -6,10 +6,11 @@
 
 import { formatDuration, hubStatusText } from "../lib/format.js";
 import { CallCards, TargetPicker, keypadGrid } from "./call-card.js";
-import { nextStateName } from "./call-logic.js";
 import { MenuButton } from "./menu-button.js";
 import { Notices } from "./notices.js";
-import { blockedButtons, stateKindText } from "./widget-text.js";
+import {
+  blockedButtons, queuedStateText, stateButtonLabels, stateChangesQueue, stateKindText,
+} from "./widget-text.js";
 
 /** Widget button -> its key in rules.ButtonStates.items. */
 const BUTTON_RULES = {
@@ -25,7 +26,7 @@ export class WidgetView {
   /**
    * @param {Document} doc
    * @param {{onReady: Function, onNotReady: (reason: string) => void, onLogout: Function,
-   *   onMute: Function, onUnmute: Function,
+   *   onMute: Function, onUnmute: Function, onCancelNext: Function,
    *   onCallAction: (callId: string, action: string, data: any) => Promise<boolean>,
    *   onDial: (data: string|{endpointARN: string}) => Promise<boolean>,
    *   onQuickConnects: () => void}} actions the call actions are CallCards' (call-card.js)
@@ -45,7 +46,9 @@ export class WidgetView {
     this.meta = $("state-meta");
     this.guide = $("state-guide");
     this.nextState = $("state-next");
-    this.nextStateName = $("state-next-name");
+    this.nextStateText = $("state-next-text");
+    this.cancelNext = $("btn-cancel-next");
+    this.stateActions = $("state-actions");
     this.calls = new CallCards($("calls"), { onAction: actions.onCallAction,
       onQuickConnects: actions.onQuickConnects });
     this.dialer = $("dialer");
@@ -68,6 +71,7 @@ export class WidgetView {
     this.buttons.logout.addEventListener("click", () => actions.onLogout());
     this.buttons.mute.addEventListener("click", () => actions.onMute());
     this.buttons.unmute.addEventListener("click", () => actions.onUnmute());
+    this.cancelNext.addEventListener("click", () => actions.onCancelNext());
     this._since = null;
     this._ticker = setInterval(() => this._tick(), 1000);
   }
@@ -102,9 +106,13 @@ export class WidgetView {
     this.stateName.textContent = message.event;
     this.stateCoarse.textContent = stateKindText(data, message.event);
     this.muteStatus.hidden = !data.muted;
-    const next = nextStateName(message);
+    const next = queuedStateText(data.nextState);
     this.nextState.hidden = next === null;
-    this.nextStateName.textContent = next || "";
+    // "After this call: " then the state, kept on one line when it fits.
+    const [lead, what] = next ? next.split(/(?<=: )/) : ["", ""];
+    const strong = this.nextStateText.ownerDocument.createElement("strong");
+    strong.textContent = what || "";
+    this.nextStateText.replaceChildren(lead, strong);
     this._since = Date.parse(data.stateChangeTime);
     this._tick();
     if (data.name) this.showAgent(data.loginName && data.loginName !== data.name
@@ -151,6 +159,14 @@ export class WidgetView {
     const data = (message && message.data) || {};
     // One state request at a time: the buttons it conflicts with wait for it too.
     const blocked = blockedButtons(busy);
+    // On a contact each state button only queues its state for after it: it says
+    // so, and none of them is the filled primary action.
+    const queued = stateChangesQueue(message);
+    this.stateActions.dataset.queue = String(queued);
+    const labels = stateButtonLabels(queued);
+    for (const button of ["ready", "notReady", "logout"]) {
+      this.buttons[button].querySelector("[data-part='label']").textContent = labels[button];
+    }
     const fallback = {
       Ready: data.state === "Ready" ? "Disable" : "Enable",
       NotReady: "Enable",
@@ -168,6 +184,19 @@ export class WidgetView {
     }
     this.micHint.hidden = !(this.buttons.mute.hidden && this.buttons.unmute.hidden);
     if (this.buttons.notReady.disabled) this.menu.close();
+  }
+
+  /**
+   * The queued state's cancel button: shown when the widget knows how to cancel it.
+   * @param {{label: string}|null} cancel see widget-text.js cancelQueued
+   * @param {boolean} usable hub and softphone connected
+   * @param {Set<string>} busy buttons whose request is in flight
+   */
+  applyCancelNext(cancel, usable, busy = new Set()) {
+    this.cancelNext.hidden = cancel === null;
+    if (cancel) this.cancelNext.setAttribute("aria-label", cancel.label);
+    this.cancelNext.disabled = !usable || blockedButtons(busy).has("cancelNext");
+    this.cancelNext.setAttribute("aria-busy", String(busy.has("cancelNext")));
   }
 
   /**

@@ -18,7 +18,9 @@ import {
 import { readPageConfig } from "../lib/page-config.js";
 import { callsAfter, callsFromSync } from "./call-logic.js";
 import { WidgetView } from "./widget-view.js";
-import { connectionProblemText, emptyStateText, stateRequestErrorText } from "./widget-text.js";
+import {
+  cancelQueued, connectionProblemText, emptyStateText, stateChangesQueue, stateRequestErrorText,
+} from "./widget-text.js";
 
 /** A call card's action -> the request it sends (call-card.js names the actions). */
 const CALL_KINDS = {
@@ -41,6 +43,11 @@ const model = {
   providerConnected: null,
   /** The last SetAgentState message (or one built from StateSync). */
   state: null,
+  /**
+   * The last state seen that was not a contact's system state ({name, type}):
+   * the state the agent is in behind a call, which cancels a queued one.
+   */
+  availability: null,
   /** The agent's selectable states from GetStates. */
   states: [],
   /** The hub's welcome agent name, once connected. */
@@ -72,6 +79,10 @@ const view = new WidgetView(document, {
   onLogout: () => act("logout", LOGOUT),
   onMute: () => act("mute", MUTE),
   onUnmute: () => act("unmute", UNMUTE),
+  onCancelNext: () => {
+    const cancel = cancelQueued(model.state, model.availability);
+    if (cancel) act("cancelNext", SET_READY, { ReasonCodeId: cancel.reason });
+  },
   onCallAction: callAct,
   onDial: dial,
   onQuickConnects: loadQuickConnects,
@@ -88,6 +99,7 @@ function render() {
     agent: model.agent, hasState: model.state !== null }));
   view.markStale(!live || model.state === null);
   view.applyButtons(model.state, live && model.state !== null, model.busy);
+  view.applyCancelNext(cancelQueued(model.state, model.availability), live && model.state !== null, model.busy);
   view.showReasons(model.states, model.state ? model.state.event : null);
   view.showCalls(model.calls, { usable: live, stale: !live, busy: model.callBusy });
   view.applyDialer(model.state, live && model.state !== null, model.dialing);
@@ -189,11 +201,18 @@ async function loadFromProvider() {
     if (!model.state) {
       const sync = await client.request(STATE_SYNC);
       const { agentInfo, agentState, rules } = sync.message;
-      if (!model.state) model.state = { event: agentState.name, data: agentInfo, rules, source: "event" };
+      if (!model.state) showAgentState({ event: agentState.name, data: agentInfo, rules, source: "event" });
     }
   } catch (error) {
     view.showError(error);
   }
+  render();
+}
+
+/** Take a SetAgentState message (or one built from StateSync), noting the state behind any call. */
+function showAgentState(message) {
+  model.state = message;
+  if (!stateChangesQueue(message)) model.availability = { name: message.event, type: message.data.type };
   render();
 }
 
@@ -258,8 +277,7 @@ function start() {
   });
   client.on(PROVIDER_STATUS, () => providerIs(client.providerConnected));
   client.on(SET_AGENT_STATE, (envelope) => {
-    model.state = envelope.message;
-    render();
+    showAgentState(envelope.message);
   });
   client.on(INBOUND_CALL_STATE_CHANGE, (envelope) => {
     model.calls = callsAfter(model.calls, envelope.message.call);

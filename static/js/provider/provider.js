@@ -203,15 +203,26 @@ export class Provider extends EventTarget {
   /**
    * Ask Connect for `target` and answer `request` once a snapshot shows it as
    * the state or as the queued next state, or with an error on failure or timeout.
+   * During a contact, asking for the state the agent is in now (say Available
+   * again while Lunch is queued) is how Connect cancels a queued state: that
+   * request is answered once the snapshot shows no queued state and `target`
+   * as the availability state (`getAvailabilityState()`, the state behind the
+   * system state of the call).
    */
   _changeState(request, target) {
     const same = (s) => Boolean(s) && s.name === target.name
       && (s.agentStateARN || null) === (target.agentStateARN || null);
+    const stays = () => {
+      const agent = this.agent;
+      if (typeof agent.getAvailabilityState !== "function" || agent.getNextState()) return false;
+      const availability = agent.getAvailabilityState();
+      return agent.getState().type === "system" && Boolean(availability) && availability.state === target.name;
+    };
     const { callbacks } = this.pending.wait({
       request,
       errorType: FAILED,
       action: `putAgentState '${target.name}'`,
-      reached: () => same(this.agent.getState()) || same(this.agent.getNextState()),
+      reached: () => same(this.agent.getState()) || same(this.agent.getNextState()) || stays(),
       answer: () => this.publishState(request.id),
       failureMsg: (failure) => `Amazon Connect refused the state change.${failure.message ? ` ${failure.message}` : ""}`,
       timeoutMsg: "Amazon Connect did not answer in time; the agent state may or may not change.",
