@@ -88,6 +88,8 @@ async def test_a_softphone_page_without_a_token_says_what_to_do_without_a_consol
     await screenshot(page, "ccp-secured-no-token")
     narrow = await secured.page("ccp.html?emulate=1&agent=agent5", "ccp(no token, 280)", width=280, height=900)
     await expect(narrow.locator("#page-error")).to_contain_text("This bridge is secured")
+    width = await narrow.evaluate("() => document.scrollingElement.scrollWidth")
+    assert width <= 280, f"the refused softphone page is {width} px wide in a 280 px viewport"
     await screenshot(narrow, "ccp-secured-no-token-280")
     # The secured fixture's browse checks, on leaving, that no page logged a console error.
 
