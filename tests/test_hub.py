@@ -25,7 +25,9 @@ async def test_seed_round_trip(open_hub: HubServer) -> None:
     assert request["id"]  # the hub added one
     await provider.send(seed_event(reply_to=request["id"]))
     answer = await app.recv()
-    assert answer == seed_event(reply_to=request["id"])
+    # As sent, with its place in the agent's stream appended (the provider's arrival was the first).
+    assert answer == {**seed_event(reply_to=request["id"]), "offset": 2, "epoch": answer["epoch"]}
+    assert list(answer)[-2:] == ["offset", "epoch"] and isinstance(answer["epoch"], str)
 
 
 async def test_events_reach_every_app_of_the_agent(open_hub: HubServer) -> None:
@@ -43,11 +45,13 @@ async def test_a_late_app_gets_provider_status_then_the_last_state(open_hub: Hub
     await asyncio.sleep(0.1)
     app, welcome = await join(open_hub.url, "app")
     assert welcome["message"]["providerConnected"] is True
-    assert await app.recv() == {**sample("ProviderStatus.event.json")}
+    status = await app.recv()
+    # The status as of now: at the agent's top (provider up, two states: offset 3).
+    assert status == {**sample("ProviderStatus.event.json"), "offset": 3, "epoch": status["epoch"]}
     replay = await app.recv()
     expected = sample("SetAgentState-muted.event.json")
     del expected["replyTo"]  # a replay answers nothing
-    assert replay == {**expected, "retained": True}
+    assert replay == {**expected, "retained": True, "offset": 3, "epoch": status["epoch"]}
 
 
 async def test_provider_status_follows_the_provider(open_hub: HubServer) -> None:
@@ -223,7 +227,7 @@ async def test_a_key_given_twice_reaches_apps_only_as_validated(open_hub: HubSer
     doubled = text.replace('"message"', '"message": {"event": "forged", "rogue": true}, "message"', 1)
     await provider.send(doubled)
     got = await app.recv_kind("SetAgentState")
-    assert got == sample("seed-SetAgentState.event.json")
+    assert got == {**sample("seed-SetAgentState.event.json"), "offset": got["offset"], "epoch": got["epoch"]}
     # The frame on the wire holds one "message": what the schema checked.
     await provider.send(doubled)
     raw = await app.ws.recv()

@@ -135,6 +135,9 @@ async def test_events_published_while_replies_are_late_arrive_once(
     seen += await frames_for(app, 0.5)
     names = [f["message"]["data"]["name"] for f in of(seen, "SetAgentState")]
     assert names == [f"state-{n}" for n in range(5)]
+    # Redis carried them (their replies were only late): each came once, with its position.
+    offsets = [f["offset"] for f in of(seen, "SetAgentState")]
+    assert offsets == list(range(offsets[0], offsets[0] + 5))
     # The provider never left: the apps are not told that it came again.
     assert of(seen, "ProviderStatus") == []
     await provider.send(state(5))

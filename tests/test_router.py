@@ -31,6 +31,7 @@ from bridge.hub.core.outputs import (
     Unfollow,
     Watch,
 )
+from bridge.hub.core.positions import At, Kept, Missed
 from bridge.hub.core.router import Joined, Limits, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import CloseCode, Role
 from bridge.protocol.catalog import Catalog
@@ -75,7 +76,7 @@ def join(router: Router, connection_id: str, role: str, agent: str = "agent1", *
     """Join and greet a connection as the node would; return its peer."""
     result = router.hello(connection_id, hello(role, token=issue_token(SECRET, agent=agent, role=role)))
     assert isinstance(result, Joined), result
-    router.greet(connection_id, {agent: Snapshot(snapshot.get("provider", False), snapshot.get("retained", []))})
+    router.greet(connection_id, {agent: Snapshot(snapshot.get("provider", False), [Kept(data) for data in snapshot.get("retained", [])])})
     return result.peer
 
 
@@ -151,7 +152,7 @@ def test_open_mode_takes_the_agent_from_hello(catalog: Catalog) -> None:
 def test_an_app_is_greeted_with_welcome_status_and_retained_state_then_attached(router: Router) -> None:
     state = orjson.dumps(seed_event("r-1"))
     router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
-    outputs = router.greet("c-1", {"agent1": Snapshot(True, [state])})
+    outputs = router.greet("c-1", {"agent1": Snapshot(True, [Kept(state)])})
     welcome, status, retained = frames(outputs, "c-1")
     assert welcome["subtopic"] == "Welcome" and welcome["message"]["providerConnected"] is True
     assert status["message"] == {"connected": True} and status["retained"] is True
@@ -511,7 +512,7 @@ def test_a_joining_provider_resets_what_its_kind_declares_before_its_welcome(ext
     router = make_router(extended, clock)
     router.hello("c-p", hello("provider", token=issue_token(SECRET, agent="agent1", role="provider")))
     retained = [orjson.dumps(seed_event()), call("c1", "connected"), call("c2", "hold")]
-    forget, welcome, claim = router.greet("c-p", {"agent1": Snapshot(False, retained)})
+    forget, welcome, claim = router.greet("c-p", {"agent1": Snapshot(False, [Kept(data) for data in retained])})
     assert forget == Forget("agent1", ("Test/Call/CallChanged#c1", "Test/Call/CallChanged#c2"))
     assert isinstance(welcome, Send) and orjson.loads(welcome.data)["subtopic"] == "Welcome"
     assert claim == Claim("agent1", "c-p")
@@ -521,7 +522,7 @@ def test_replay_sends_one_per_kind_state_before_keyed_frames(extended: Catalog, 
     router = make_router(extended, clock)
     router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
     state = orjson.dumps(seed_event())
-    outputs = router.greet("c-1", {"agent1": Snapshot(True, [call("c1", "connected"), state])})
+    outputs = router.greet("c-1", {"agent1": Snapshot(True, [Kept(call("c1", "connected")), Kept(state)])})
     subtopics = [f["subtopic"] for f in frames(outputs, "c-1")]
     assert subtopics == ["Welcome", "ProviderStatus", "SetAgentState", "CallChanged"]
 
@@ -662,9 +663,9 @@ def supervisor(router: Router, cid: str, agents: list[str], *, control: bool = F
 def test_a_supervisor_follows_its_agents_and_is_replayed_each_with_its_name(router: Router) -> None:
     state = orjson.dumps(seed_event())
     _, joined, greeted = supervisor(router, "c-s", ["agent1", "agent2", "agent3"], snapshots={
-        "agent1": Snapshot(True, [state], "c-p1"),
+        "agent1": Snapshot(True, [Kept(state)], "c-p1"),
         "agent2": Snapshot(False, []),  # unknown to the hub: not replayed
-        "agent3": Snapshot(False, [state]),
+        "agent3": Snapshot(False, [Kept(state)]),
     })
     assert joined == [Follow("agent1"), Follow("agent2"), Follow("agent3"), Greet("c-s", ("agent1", "agent2", "agent3")),
                       Deadline()]
@@ -753,3 +754,78 @@ def test_a_supervisor_token_with_a_bad_scope_is_refused(router: Router, claims: 
     assert isinstance(result, Refused)
     assert error_of(result.outputs[0])["data"]["errorType"] == "NOT_AUTHENTICATED"
     assert isinstance(result.outputs[1], Close) and result.outputs[1].code == CloseCode.POLICY_VIOLATION
+
+
+# --- positions and recovery (issue 14) ----------------------------------------------------------
+
+
+def recovering_hello(role: str, recover: Any, **data: Any) -> bytes:
+    return orjson.dumps({"channel": "Bridge", "topic": "Session", "subtopic": "Hello", "source": "test",
+                         "data": {"role": role, "recover": recover, **data}})
+
+
+def test_a_live_event_carries_its_position_appended_once_for_apps_and_supervisors(router: Router) -> None:
+    join(router, "c-1", "app")
+    supervisor(router, "c-s", ["agent1"])
+    state = orjson.dumps(seed_event())
+    deliver, watch = router.event("agent1", state, None, At("ep", 7))
+    assert isinstance(deliver, Deliver) and isinstance(watch, Watch)
+    assert deliver.data == state[:-1] + b',"offset":7,"epoch":"ep"}'
+    assert watch.data == b'{"agent":"agent1",' + deliver.data[1:]
+    [status, *_] = router.provider_changed("agent1", ProviderPublication("c-p", True, At("ep", 8)))
+    assert isinstance(status, Deliver) and orjson.loads(status.data)["offset"] == 8
+
+
+def test_a_joiner_gets_the_state_as_of_the_top_then_only_what_came_after(router: Router) -> None:
+    """Held live frames at or before the top are in the replay: dropped; a frame retained after
+    the top is left to the live path, which brings it in order."""
+    router.hello("c-1", hello("app", token=issue_token(SECRET, agent="agent1", role="app")))
+    old, newer = orjson.dumps(seed_event("r-1")), orjson.dumps(seed_event("r-2"))
+    router.event("agent1", old, None, At("ep", 5))  # held: published before the top was read
+    router.event("agent1", newer, None, At("ep", 6))  # held: after it
+    snapshot = Snapshot(True, [Kept(old, At("ep", 5)), Kept(newer, At("ep", 6))], "c-p", At("ep", 5))
+    sent = frames(router.greet("c-1", {"agent1": snapshot}), "c-1")
+    assert [(f["subtopic"], f.get("retained"), f["offset"]) for f in sent[1:]] == [
+        ("ProviderStatus", True, 5), ("SetAgentState", True, 5), ("SetAgentState", None, 6)]
+    assert "recovered" not in sent[0]["message"]  # nothing was asked
+
+
+def test_a_recovering_app_gets_what_it_missed_then_the_held_frames_not_in_it(router: Router) -> None:
+    token = issue_token(SECRET, agent="agent1", role="app")
+    result = router.hello("c-1", recovering_hello("app", {"epoch": "ep", "offset": 3}, token=token))
+    assert isinstance(result, Joined)
+    assert result.outputs[1] == Greet("c-1", ("agent1",), {"agent1": At("ep", 3)})
+    event = orjson.dumps(seed_event())
+    router.event("agent1", event, None, At("ep", 5))  # held, and in the history too
+    router.event("agent1", event, None, At("ep", 6))  # held only
+    missed = [Missed(At("ep", 4), None, connected=True), Missed(At("ep", 5), event)]
+    snapshot = Snapshot(True, [], "c-p", At("ep", 5), True, missed)
+    outputs = router.greet("c-1", {"agent1": snapshot})
+    sent = frames(outputs, "c-1")
+    assert sent[0]["message"]["recovered"] is True
+    assert [(f["subtopic"], f.get("recovered"), f["offset"]) for f in sent[1:]] == [
+        ("ProviderStatus", True, 4), ("SetAgentState", True, 5), ("SetAgentState", None, 6)]
+    assert outputs[-1] == Attach("c-1", "agent1")
+
+
+def test_a_supervisor_is_told_per_agent_and_its_out_of_scope_agents_are_ignored(router: Router) -> None:
+    token = issue_token(SECRET, agent="lead1", role="supervisor", agents=["agent1", "agent2"])
+    recover = {"agent1": {"epoch": "ep", "offset": 1}, "agent2": {"epoch": "old", "offset": 1},
+               "agent9": {"epoch": "ep", "offset": 1}}
+    result = router.hello("c-s", recovering_hello("supervisor", recover, token=token))
+    assert isinstance(result, Joined)
+    greet = next(o for o in result.outputs if isinstance(o, Greet))
+    assert greet.recover == {"agent1": At("ep", 1), "agent2": At("old", 1)}
+    snapshots = {"agent1": Snapshot(True, [], "c-p", At("ep", 1), True, []),
+                 "agent2": Snapshot(False, [], None, At("new", 0), False)}
+    sent = frames(router.greet("c-s", snapshots), "c-s")
+    assert sent[0]["message"]["recovered"] == {"agent1": True, "agent2": False}
+    # agent1 missed nothing; agent2 has no state at all: nothing is replayed of either.
+    assert len(sent) == 1
+
+
+def test_a_provider_may_not_send_hub_keys(router: Router) -> None:
+    provider = join(router, "c-p", "provider")
+    for key, value in (("offset", 1), ("epoch", "mine"), ("recovered", True)):  # each valid per the schema
+        [error] = router.receive(provider, orjson.dumps({**seed_event(), key: value}))
+        assert isinstance(error, Send) and error.error_type == "INVALID_ENVELOPE"

@@ -6,7 +6,28 @@ spreads the same contract over Redis and is imported only when asked for.
 parts of a broker that know no backplane, for the next one to reuse.
 """
 
-from bridge.brokers.base import Broker, BrokerHandler, ProviderLocation, Publication, PublicationType
+from bridge.brokers.base import (
+    Broker,
+    BrokerHandler,
+    HistoryRead,
+    Position,
+    ProviderLocation,
+    Publication,
+    PublicationType,
+    RetainChange,
+    RetainedFrame,
+)
 from bridge.brokers.memory import MemoryBroker
 
-__all__ = ["Broker", "BrokerHandler", "MemoryBroker", "ProviderLocation", "Publication", "PublicationType"]
+__all__ = [
+    "Broker",
+    "BrokerHandler",
+    "HistoryRead",
+    "MemoryBroker",
+    "Position",
+    "ProviderLocation",
+    "Publication",
+    "PublicationType",
+    "RetainChange",
+    "RetainedFrame",
+]

@@ -1,12 +1,15 @@
 """The broker: how hub nodes share agents, and the contract every broker keeps.
 
 A node keeps its own connections; the broker carries what must reach
-connections of the same agent on *any* node. It knows five things:
+connections of the same agent on *any* node. It knows six things:
 
 * **publications** on an agent's channel (events, errors for a requester,
   provider arrivals and departures), delivered to every node that *follows*
   the agent, the publishing node included;
-* the agent's **retained frames**, one per *slot* (a kind, or a kind and a key);
+* the agent's **retained frames**, one per *slot* (a kind, or a kind and a key),
+  each with the position of the publication that set it;
+* the agent's **stream**: a :class:`Position` (epoch, offset) for every
+  event and provider change, and a bounded **history** of them to recover from;
 * the **provider registry**: which node and connection hold an agent's
   provider;
 * **requests**, delivered to the node that holds the agent's provider;
@@ -18,9 +21,18 @@ connections of the same agent on *any* node. It knows five things:
 
 The contract in short (each method below says what it adds):
 
-* **At most once.** A publication reaches each node that follows its agent
-  when the backplane carries it, once, or not at all: nothing is replayed,
+* **At most once live.** A publication reaches each node that follows its agent
+  when the backplane carries it, once, or not at all: nothing is redelivered,
   and a backplane outage loses what other nodes published meanwhile.
+* **Positioned, with a bounded history.** Every ``EVENT``, ``PROVIDER_UP``
+  and ``PROVIDER_DOWN`` gets the agent's next :class:`Position` (offset + 1
+  in the agent's epoch) when it is published, and is kept in the agent's
+  history (at most ``history_size`` entries, none older than ``history_ttl``
+  seconds), so a node can read what a client missed (:meth:`Broker.history`).
+  Offsets of one agent are gap-free within an epoch; when a broker cannot
+  vouch for that (its history was lost, or it delivered a publication without
+  the backplane) the agent gets a new epoch, so no old position recovers
+  across the hole.
 * **Ordered per agent.** What one node does on one agent (publications,
   retained writes, claims, releases, requests) reaches the backplane in the
   order the node called the methods, and every node sees one agent's
@@ -32,7 +44,7 @@ The contract in short (each method below says what it adds):
 * **Follow is in effect when it returns**, for every caller; follow and
   unfollow are idempotent (no reference counting).
 * **Retained frames** are one per slot, in the order the slots were first
-  set, readable by their own writer at once.
+  set, readable by their own writer at once, each with its publication's position.
 * **An outage degrades, never fails.** No method raises because the backplane
   is gone: the node is served alone (its own publications, requests to its
   own providers, its providers' retained frames), ``healthy`` is false, and
@@ -50,25 +62,101 @@ from typing import Final, Protocol
 
 #: What :meth:`Broker.send_request` returns when the request may or may not have been delivered.
 UNCONFIRMED: Final = ""
-#: Most agents :meth:`Broker.known_agents` returns (what one supervisor's join may read).
+#: Most agents :meth:`Broker.known_agents` returns (what one supervisor's join may read),
+#: and most agent streams (positions and history) a memory broker keeps.
 MAX_KNOWN_AGENTS: Final = 10_000
+#: Default :attr:`history_size`: most publications kept per agent for recovery.
+DEFAULT_HISTORY_SIZE: Final = 1000
+#: Default :attr:`history_ttl`: seconds a publication stays in its agent's history.
+DEFAULT_HISTORY_TTL: Final = 600.0
 
 
 class PublicationType(StrEnum):
-    EVENT = "event"  # to every app of the agent
-    ERROR = "error"  # to the requester of ``reply_to`` only
-    PROVIDER_UP = "up"  # ``connection_id`` is now the agent's provider
-    PROVIDER_DOWN = "down"  # ``connection_id`` left and nobody replaced it
+    EVENT = "event"  # to every app of the agent; positioned
+    ERROR = "error"  # to the requester of ``reply_to`` only; never positioned
+    PROVIDER_UP = "up"  # ``connection_id`` is now the agent's provider; positioned
+    PROVIDER_DOWN = "down"  # ``connection_id`` left and nobody replaced it; positioned
+
+
+#: The publication types that get a position and enter the history.
+POSITIONED: Final = frozenset({PublicationType.EVENT, PublicationType.PROVIDER_UP, PublicationType.PROVIDER_DOWN})
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a publication stands in its agent's stream.
+
+    ``epoch`` names the stream (1 to 64 URL-safe characters, random): it
+    changes whenever the broker loses the stream's continuity (a memory
+    broker restarted or dropped the stream, Redis flushed, a publication
+    delivered without the backplane), so positions of different epochs are
+    never comparable. ``offset`` counts the agent's positioned publications
+    in the epoch: the first is 1, each next one is one more. Offset 0 is the
+    top of a stream nothing was published on yet.
+    """
+
+    epoch: str
+    offset: int
 
 
 @dataclass(slots=True)
 class Publication:
-    """One message on an agent's channel (made per event: slotted, not frozen, for speed)."""
+    """One message on an agent's channel (made per event: slotted, not frozen, for speed).
+
+    ``position`` is set by the broker, never by the publisher: on delivery
+    (and in :meth:`Broker.history`) every ``EVENT``, ``PROVIDER_UP`` and
+    ``PROVIDER_DOWN`` carries the agent's position assigned to it; ``ERROR``
+    carries ``None``, and so does a publication the broker delivered to its
+    own node only because the backplane was down (it is in no history).
+    """
 
     type: PublicationType
     data: bytes = b""
     reply_to: str | None = None
     connection_id: str | None = None
+    position: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetainChange:
+    """What a publication does to one of the agent's retained slots (see :meth:`Broker.publish`)."""
+
+    #: The slot: a kind, or a kind and a key (see :meth:`Broker.set_retained`).
+    slot: str
+    #: True: the publication's data becomes the slot's frame; False: the slot is dropped.
+    keep: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RetainedFrame:
+    """One retained frame and the position of the publication that set it.
+
+    ``position`` is ``None`` for a frame set without a positioned
+    publication (:meth:`Broker.set_retained`, or a publication delivered
+    while the backplane was down).
+    """
+
+    data: bytes
+    position: Position | None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRead:
+    """The answer of :meth:`Broker.history`: can the asker recover, and with what.
+
+    ``recovered`` is true when every positioned publication after the asked
+    position is still known and in the same epoch: ``publications`` are then
+    all of them, in order, each with its ``position`` set (``EVENT`` with
+    ``data`` and ``reply_to`` as published; ``PROVIDER_UP`` / ``PROVIDER_DOWN``
+    with ``connection_id``), possibly none (the asker missed nothing). When
+    false, ``publications`` is empty and the asker must start again from
+    the retained state. ``top`` is the agent's last position either way
+    (offset 0 in the current epoch when nothing was published yet).
+    """
+
+    recovered: bool
+    top: Position
+    publications: list[Publication]
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +252,8 @@ class Broker(abc.ABC):
         When it returns, the subscription is in effect: every publication on
         the agent that reaches the backplane afterwards, from any node, is
         delivered to this node. So a node that follows, then reads
-        :meth:`provider` and :meth:`get_retained`, misses nothing in between.
+        :meth:`provider` and :meth:`get_retained` (or :meth:`history`, or
+        :meth:`position`), misses nothing in between.
         This holds for every caller: a second or concurrent ``follow`` of the
         same agent waits as well until the subscription is confirmed.
 
@@ -206,35 +295,83 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def publish(self, agent: str, publication: Publication) -> None:
+    async def publish(self, agent: str, publication: Publication, retain: RetainChange | None = None) -> None:
         """Deliver ``publication`` to every node that follows ``agent``, this one included.
 
         At most once per node; ``data`` arrives byte for byte. The broker may
         send it later (it returns once the publication is queued, and waits
         only when its queue is full), but never out of order: see the module
-        docstring. The caller may reuse the object once the call returns.
+        docstring. The broker owns the object once called (it sets its
+        ``position`` and may keep it in its history): the caller must not
+        change or reuse it.
+
+        An ``EVENT`` (and the ``PROVIDER_UP`` / ``PROVIDER_DOWN`` of
+        :meth:`claim_provider` / :meth:`release_provider`) gets the agent's
+        next position; an ``ERROR`` gets none. Assigning the position,
+        appending the publication to the agent's history, applying
+        ``retain`` (the slot's frame becomes ``data``, stored *with* the
+        position, or the slot is dropped) and delivering are one atomic step:
+        every node sees the agent's publications in offset order, and a node
+        that follows the agent and then reads :meth:`get_retained`,
+        :meth:`position` or :meth:`history` gets each publication either in
+        what it read or delivered after it (never both missing; a reader
+        drops a delivered one whose offset it already has).
 
         While the backplane is down it is delivered to this node's handler
-        only, after anything this node queued before, and other nodes never
-        get it. Never raises for a backplane failure.
+        only, with ``position`` ``None``, after anything this node queued
+        before, and other nodes never get it; ``retain`` is applied to this
+        node's copy (see :meth:`set_retained`). The agent's stream is then
+        broken for recovery: once the backplane is back the broker gives the
+        agent a new epoch, so no position from before the outage recovers
+        across it. Never raises for a backplane failure.
+        """
+
+    @abc.abstractmethod
+    async def history(self, agent: str, after: Position) -> HistoryRead:
+        """The agent's positioned publications after ``after``, if they can all be read.
+
+        ``recovered`` is false, and nothing is returned, when ``after.epoch``
+        is not the agent's current epoch, when ``after.offset`` is above the
+        current top (a position this stream never gave), when the history no
+        longer holds every publication after it (``after.offset`` is below
+        the oldest kept offset minus one: trimmed by ``history_size`` or
+        ``history_ttl``), when the history is disabled (``history_size`` 0),
+        or while the backplane is down. ``after`` equal to the top recovers
+        with nothing to replay. Read your writes: includes this node's
+        publications made before the call. Never raises for a backplane failure.
+        """
+
+    @abc.abstractmethod
+    async def position(self, agent: str) -> Position:
+        """The agent's current top: the position of its last positioned publication.
+
+        Offset 0, in the epoch its first publication will get, when nothing
+        was published on the agent yet (or its stream was dropped). Read your
+        writes, like :meth:`history`. While the backplane is down: the last
+        position this node knows (the epoch will change on reconnection, see
+        :meth:`publish`). Never raises for a backplane failure.
         """
 
     @abc.abstractmethod
     async def set_retained(self, agent: str, slot: str, data: bytes) -> None:
-        """Keep ``data`` as the agent's retained frame in ``slot``, replacing the slot's last one.
+        """Keep ``data`` as the agent's retained frame in ``slot``, without a position.
+
+        For a caller that sets a slot without publishing; a publication
+        that sets a slot passes :class:`RetainChange` to :meth:`publish`
+        instead, which stores the frame with its position. It replaces the slot's last frame.
 
         A slot is a non-empty string: a kind (``Amazon/Agent/SetAgentState``),
         or a kind and a key (``Amazon/InboundCall/InboundCallStateChange#<contact id>``),
         as the kind's schema declares (``x-bridge.retain``). A replaced slot
         keeps its place in the order.
 
-        Nothing is published: the node publishes the event itself, after this
-        call. The write reaches the backplane before that publication (see
-        :meth:`publish`), so a node that follows the agent and then reads the
-        retained frames gets the frame, or the event, or both. This node reads
-        it at once (:meth:`get_retained`), other nodes once it is sent.
+        Nothing is published. The write is ordered with this node's
+        publications (see :meth:`publish`), so a node that follows the agent
+        and then reads the retained frames gets a frame written before a
+        later publication. This node reads it at once (:meth:`get_retained`),
+        other nodes once it is sent.
 
-        Lifetime: in memory, until the node has no client of the agent left
+        Lifetime (the same for frames set through :meth:`publish`): in memory, until the node has no client of the agent left
         (:meth:`unfollow`); in Redis, ``retained_ttl`` after the agent's last
         retained write (set or drop), whoever made it. While the backplane is
         down, the frames of agents whose provider this node holds are kept
@@ -249,8 +386,11 @@ class Broker(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def get_retained(self, agent: str) -> list[bytes]:
+    async def get_retained(self, agent: str) -> list[RetainedFrame]:
         """The agent's retained frames, one per slot, in the order the slots were first set.
+
+        Each with the position of the publication that set it (``None`` for
+        :meth:`set_retained` and for frames set while the backplane was down).
 
         Includes this node's own writes made before the call (read your
         writes). While the backplane is down: the frames this node set for an
@@ -263,7 +403,8 @@ class Broker(abc.ABC):
         """Make ``connection_id`` (on this node) the agent's provider and announce it.
 
         The registration and the ``PROVIDER_UP`` publication are one atomic
-        step, ordered after this node's earlier publications. It takes over
+        step, ordered after this node's earlier publications; the
+        ``PROVIDER_UP`` is positioned and kept in the history like an event. It takes over
         from any holder, on any node: that node hears the ``PROVIDER_UP`` (it
         follows the agent, having its provider) and closes its older provider.
 
@@ -281,7 +422,8 @@ class Broker(abc.ABC):
         """Forget the provider if the registry still names ``connection_id``; announce ``PROVIDER_DOWN``.
 
         Compare-and-delete and announcement are one atomic step, ordered after
-        this node's earlier publications, so a replaced provider's departure
+        this node's earlier publications (the ``PROVIDER_DOWN`` is positioned
+        and kept in the history like an event), so a replaced provider's departure
         never erases or contradicts its successor. Returns whether it was still
         registered; a replaced provider is not, and nothing is published for it.
         An entry the registry lost meanwhile (Redis: expired, or dropped as a

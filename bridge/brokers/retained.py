@@ -9,17 +9,22 @@ a replaced slot keeps its place, a dropped slot set again goes last.
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
 
-class RetainedFrames:
-    """Retained frames by agent and slot."""
+#: What is kept per slot: the frame's bytes, or the frame and its position.
+Frame = TypeVar("Frame")
+
+
+class RetainedFrames(Generic[Frame]):
+    """Retained frames by agent and slot (a frame is whatever the broker keeps per slot)."""
 
     __slots__ = ("_agents",)
 
     def __init__(self) -> None:
         #: agent -> slot -> frame; a dict keeps the order in which slots were first set.
-        self._agents: dict[str, dict[str, bytes]] = {}
+        self._agents: dict[str, dict[str, Frame]] = {}
 
-    def set(self, agent: str, slot: str, data: bytes) -> None:
+    def set(self, agent: str, slot: str, data: Frame) -> None:
         slots = self._agents.get(agent)
         if slots is None:
             slots = self._agents[agent] = {}
@@ -30,11 +35,11 @@ class RetainedFrames:
         if slots is not None and slots.pop(slot, None) is not None and not slots:
             del self._agents[agent]
 
-    def frames(self, agent: str) -> list[bytes]:
+    def frames(self, agent: str) -> list[Frame]:
         """The agent's frames in slot order (a new list)."""
         return list(self._agents.get(agent, {}).values())
 
-    def slots(self, agent: str) -> list[tuple[str, bytes]]:
+    def slots(self, agent: str) -> list[tuple[str, Frame]]:
         """The agent's (slot, frame) pairs in slot order (a new list)."""
         return list(self._agents.get(agent, {}).items())
 
@@ -60,7 +65,7 @@ class RetainedCopy:
     __slots__ = ("_drops", "_frames")
 
     def __init__(self) -> None:
-        self._frames = RetainedFrames()
+        self._frames: RetainedFrames[bytes] = RetainedFrames()
         #: agent -> slots whose drop has not reached the backplane (a dict as an ordered set).
         self._drops: dict[str, dict[str, None]] = {}
 

@@ -63,8 +63,10 @@ from bridge.client import (
     Forbidden,
     InvalidRequest,
     NotAuthenticated,
+    Position,
     ProviderUnavailable,
     RequestTimeout,
+    agent_of,
 )
 from bridge.hub.config import DEFAULTS, HubConfig
 from bridge.hub.http import WS_PATH, streams_warning
@@ -369,9 +371,12 @@ def describe_event(envelope: dict[str, Any], now: datetime) -> str:
     tags = "".join(
         [
             " (retained)" if envelope.get("retained") else "",
+            " (recovered)" if envelope.get("recovered") else "",
             f" ← {str(envelope['replyTo'])[:8]}" if "replyTo" in envelope else "",
         ]
     )
+    position = Position.of(envelope)
+    at = f" @{position}" if position is not None else ""  # what --since takes, after the '@'
     if topic == "InboundCall" and isinstance(message, dict):
         body = describe_call_message(kind, message, now)
     elif kind == "SetAgentState":
@@ -385,7 +390,7 @@ def describe_event(envelope: dict[str, Any], now: datetime) -> str:
         body = f"{message.get('loginState')}, {agent_state.get('name')} ({agent_state.get('type')})"
     else:
         body = orjson.dumps(message).decode()
-    return f"{now.astimezone().strftime('%H:%M:%S')}  {kind}{tags}: {body}"
+    return f"{now.astimezone().strftime('%H:%M:%S')}{at}  {kind}{tags}: {body}"
 
 
 def describe_call_message(kind: str, message: dict[str, Any], now: datetime) -> str:
@@ -521,6 +526,112 @@ def shown_answers(kinds: tuple[str, ...], answers: bool) -> Callable[[dict[str, 
     return shown
 
 
+#: Seconds without a frame after which ``listen --since`` takes the hub's replay of missed
+#: events as finished and says how many there were (the first live event says it sooner).
+RECOVERY_QUIET: Final = 1.0
+
+
+def since_positions(
+    texts: tuple[str, ...], supervising: bool, scope: tuple[str, ...] | None
+) -> Position | dict[str, Position] | None:
+    """``--since``: one ``EPOCH:OFFSET`` for an app; ``AGENT=EPOCH:OFFSET`` (repeatable) for a
+    supervisor, each agent within an open hub's ``--agents``. Bad text is a usage error."""
+    if not texts:
+        return None
+
+    def position(text: str) -> Position:
+        try:
+            return Position.parse(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since") from exc
+
+    if not supervising:
+        if len(texts) > 1 or "=" in texts[0]:
+            raise click.BadParameter(
+                "an app gives one EPOCH:OFFSET (AGENT=EPOCH:OFFSET, repeatable, is for a supervisor)",
+                param_hint="--since",
+            )
+        return position(texts[0])
+    positions: dict[str, Position] = {}
+    for text in texts:
+        agent, equals, rest = text.partition("=")
+        agent = agent.strip()
+        if not equals or not agent:
+            raise click.BadParameter(f"{text!r}: a supervisor gives AGENT=EPOCH:OFFSET", param_hint="--since")
+        if agent in positions:
+            raise click.BadParameter(f"{agent} is given twice", param_hint="--since")
+        if scope is not None and "*" not in scope and agent not in scope:
+            raise click.BadParameter(f"{agent} is not one of --agents", param_hint="--since")
+        positions[agent] = position(rest)
+    return positions
+
+
+class RecoveryNote:
+    """What ``listen --since`` says on stderr about its first connection, one line per
+    position asked: ``recovered N events from EPOCH:OFFSET`` once the replay of missed
+    events is over (the first live event, a quiet second, or the end of ``listen``), or at
+    once ``could not recover from EPOCH:OFFSET (...): showing the current state``."""
+
+    def __init__(self, asked: Position | dict[str, Position], recovered: bool | dict[str, bool] | None) -> None:
+        # None: an app's one agent; else each agent a supervisor asked for.
+        positions: dict[str | None, Position] = {}
+        if isinstance(asked, Position):
+            positions[None] = asked
+        else:
+            positions.update(asked)
+        answers: dict[str | None, bool] = (
+            {None: recovered is True} if not isinstance(recovered, dict)
+            else {agent: recovered.get(agent, False) is True for agent in positions if agent is not None}
+        )
+        self.counts: dict[str | None, int] = {}
+        self.waiting: dict[str | None, Position] = {}
+        for agent, position in positions.items():
+            if answers.get(agent):
+                self.counts[agent] = 0
+                self.waiting[agent] = position
+            else:
+                self.say(agent, f"could not recover from {position} (history too old or the hub restarted): "
+                         "showing the current state")
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.waiting)
+
+    def event(self, envelope: dict[str, Any], supervising: bool) -> None:
+        """Count a recovered event; the first other one ends the replay."""
+        if not self.waiting:
+            return
+        if envelope.get("recovered") is True:
+            agent = agent_of(envelope) if supervising else None
+            if agent in self.counts:
+                self.counts[agent] += 1
+            return
+        self.finish()
+
+    def finish(self) -> None:
+        waiting, self.waiting = self.waiting, {}
+        for agent, position in waiting.items():
+            n = self.counts[agent]
+            self.say(agent, f"recovered {n} event{'' if n == 1 else 's'} from {position}")
+
+    @staticmethod
+    def say(agent: str | None, text: str) -> None:
+        click.echo(text if agent is None else f"{agent}: {text}", err=True)
+
+
+def reconnect_note(bus: BridgeClient) -> str:
+    """What a reconnect recovered, for the ``# open`` note (empty when it asked nothing)."""
+    recovered = bus.recovered
+    if recovered is None or bus.connections < 2:
+        return ""
+    if isinstance(recovered, dict):
+        done = sum(recovered.values())
+        return f" (recovered the missed events of {done} of {len(recovered)} agents; the others: current state)"
+    if recovered:
+        return " (recovered the missed events)"
+    return " (could not recover the missed events: showing the current state)"
+
+
 @click.command("listen")
 @click.option(
     "--kind",
@@ -544,6 +655,15 @@ def shown_answers(kinds: tuple[str, ...], answers: bool) -> Callable[[dict[str, 
     show_default=True,
     help="This app's name on the bus.",
 )
+@click.option(
+    "--since",
+    "since_texts",
+    multiple=True,
+    metavar="EPOCH:OFFSET",
+    help="Start after this position (an event's epoch and offset): first every later event the hub "
+    "still has (\"recovered\": true), then the live ones. A supervisor gives AGENT=EPOCH:OFFSET "
+    "(repeatable).",
+)
 @supervisor_option
 @agents_option
 @connection_options
@@ -557,6 +677,7 @@ def listen(
     quiet: bool,
     answers: bool,
     source: str,
+    since_texts: tuple[str, ...],
     supervisor: bool,
     agents_text: str | None,
     url: str,
@@ -566,7 +687,10 @@ def listen(
     """Print the agent's events as they come: one JSON object per line (jq-ready).
 
     The retained state is printed first (marked "retained": true). Reconnects by
-    itself when the hub restarts; connection notes go to stderr.
+    itself when the hub restarts, and then prints the events it missed first
+    (marked "recovered": true) when the hub still has them; connection notes go
+    to stderr. Each event carries its position, "epoch" and "offset": give it
+    to --since EPOCH:OFFSET to start from there another time.
 
     The hub sends every app of an agent the answer to any app's request. Those
     that change the agent (SetAgentState, call events) are printed; those that
@@ -582,6 +706,7 @@ def listen(
       connect-bridge listen --agent agent1 --pretty
       connect-bridge listen --supervisor --agents '*' | jq -c '[.agent, .subtopic]'
       connect-bridge listen --token "$SUPERVISOR_TOKEN" --pretty
+      connect-bridge listen --agent agent1 --since k3v9Xq2bT0c:12
     """
     for name in kinds:
         try:
@@ -589,20 +714,30 @@ def listen(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--kind") from exc
     who = joining(ctx, token, agent, supervisor=supervisor, agents_text=agents_text)
+    since = since_positions(since_texts, who.supervising, who.agents)
     shown = shown_answers(kinds, answers)
+    wanted_kinds = frozenset(str(Kind.parse(name)) for name in kinds)
+
+    def wanted(envelope: dict[str, Any]) -> bool:
+        """--kind and a supervisor's --agent (the stream takes every event, to count the recovered)."""
+        label = f"{envelope.get('channel')}/{envelope.get('topic')}/{envelope.get('subtopic')}"
+        return (not wanted_kinds or label in wanted_kinds) and (
+            who.target is None or agent_of(envelope) == who.target
+        )
 
     async def main() -> int:
-        bus = who.client(url, source=source)
+        bus = who.client(url, source=source, recover=since)
         view_class = SupervisorView if who.supervising else PrettyView
         view = view_class(sys.stdout, bus, live=sys.stdout.isatty()) if pretty else None
 
         def note(state: ConnectionState) -> None:
             if quiet:
                 return
+            text = f"# {state}: {url}" + (reconnect_note(bus) if state is ConnectionState.OPEN else "")
             if view is not None:
-                view.note(f"# {state}: {url}")
+                view.note(text)
             else:
-                click.echo(f"# {state}: {url}", err=True)
+                click.echo(text, err=True)
 
         bus.add_state_listener(note)
         try:
@@ -610,12 +745,22 @@ def listen(
         except BridgeError as exc:
             report(exc, url)
             return exit_code(exc)
+        recovery = RecoveryNote(since, bus.recovered) if since is not None else None
         ticker = asyncio.create_task(view.tick()) if view is not None and view.live else None
         seen = 0
         try:
-            async with asyncio.timeout(duration), bus.events(*kinds, agent=who.target) as events:
-                async for envelope in events:
-                    if not shown(envelope):
+            async with asyncio.timeout(duration), bus.events() as events:
+                while True:
+                    if recovery is not None and recovery.pending:
+                        try:
+                            envelope = await events.get(RECOVERY_QUIET)
+                        except TimeoutError:  # the replay is over: nothing came for a while
+                            recovery.finish()
+                            continue
+                        recovery.event(envelope, who.supervising)
+                    else:
+                        envelope = await anext(events)
+                    if not wanted(envelope) or not shown(envelope):
                         continue
                     if view is not None:
                         view.event(envelope)
@@ -624,12 +769,14 @@ def listen(
                     seen += 1
                     if count is not None and seen >= count:
                         break
-        except TimeoutError:
-            pass  # --duration ran out
+        except (TimeoutError, StopAsyncIteration):
+            pass  # --duration ran out, or the client closed for good without an error
         except BridgeError as exc:
             report(exc)
             return exit_code(exc)
         finally:
+            if recovery is not None:
+                recovery.finish()
             if ticker is not None:
                 ticker.cancel()
             await bus.close()

@@ -96,9 +96,9 @@ class Call:
     ``Rejected``, ``ACW`` or ``Dropped``; ``call_type`` ``inbound``,
     ``outbound`` or ``transfer``; ``variables`` the ``CallVariables`` (ANI,
     DNIS and the contact's attributes: the screen-pop data); ``buttons`` the
-    ``ButtonStates`` items. ``retained`` and ``reply_to`` come from the
-    envelope (a replay to a joining app; the request it answers). ``raw`` is
-    the ``call`` object as received.
+    ``ButtonStates`` items. ``retained``, ``recovered`` and ``reply_to`` come
+    from the envelope (a replay to a joining app; an event a reconnect
+    recovered; the request it answers). ``raw`` is the ``call`` object as received.
     """
 
     id: str
@@ -110,6 +110,7 @@ class Call:
     queue: str | None
     since: datetime | None
     retained: bool = False
+    recovered: bool = False
     reply_to: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -131,6 +132,7 @@ class Call:
             queue=str(queue["name"]) if isinstance(queue, dict) and "name" in queue else None,
             since=_parse_time(call.get("since")),
             retained=bool(envelope.get("retained")) if envelope is not None else False,
+            recovered=bool(envelope.get("recovered")) if envelope is not None else False,
             reply_to=reply_to if isinstance(reply_to, str) else None,
             raw=dict(call),
         )
@@ -267,7 +269,8 @@ class Calls:
 
     def events(self) -> CallStream:
         """Call events from now on: the retained calls replayed after each (re)connection
-        come first (``retained`` true), then every change of every contact.
+        come first (``retained`` true), or after a reconnect that recovered, the changes
+        it missed (``recovered`` true); then every change of every contact.
 
         Create it right after the client starts to see the replay of the first
         connection; :meth:`state_sync` asks the provider for the live calls at any time.

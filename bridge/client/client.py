@@ -32,6 +32,14 @@ replays the retained state after each ``Hello``). Requests in flight when the
 connection drops fail with :class:`ConnectionLost`; they are not resent,
 because the client cannot know whether the provider already carried them out.
 
+Apps and supervisors lose no event across a reconnect when the hub still has
+them: the client remembers the last position (``epoch``, ``offset``) it saw
+per agent (:attr:`BridgeClient.positions`) and asks the hub, in the next
+``Hello``, for every event after it. The hub replays them (``recovered:
+true``) before the live ones, and the streams get them like any event;
+:attr:`BridgeClient.recovered` says whether it could. When it could not, the
+retained state comes instead, as on a first connection.
+
 The browser client (``static/js/lib/client.js``) has the same names and
 meanings; docs/client.md has the table of the two.
 """
@@ -48,7 +56,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any, Final, Generic, Self, TypeVar, overload
 
@@ -57,6 +65,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from bridge.client.positions import Position, PositionBook
 from bridge.protocol import (
     HELLO,
     PROVIDER_STATUS,
@@ -93,6 +102,7 @@ __all__ = [
     "InvalidRequest",
     "MuteFailed",
     "NotAuthenticated",
+    "Position",
     "ProviderUnavailable",
     "RateLimited",
     "Replaced",
@@ -446,6 +456,26 @@ def _check_credentials(
     return tuple(check_scope(list(agents), ValueError))
 
 
+def _check_recover(
+    role: Role, recover: Position | Mapping[str, Position] | None
+) -> Position | dict[str, Position] | None:
+    """``recover=``: a :class:`Position` for an app, agent -> :class:`Position` for a supervisor."""
+    if recover is None:
+        return None
+    if role is Role.PROVIDER:
+        raise ValueError("a provider recovers nothing: recover= is for apps and supervisors")
+    if role is Role.APP:
+        if not isinstance(recover, Position):
+            raise ValueError("an app's recover= is a Position, e.g. Position.parse('k3v9Xq2bT0c:12')")
+        return recover
+    if isinstance(recover, Position) or not isinstance(recover, Mapping):
+        raise ValueError("a supervisor's recover= maps agent names to Positions")
+    for name, position in recover.items():
+        if not isinstance(name, str) or not name or not isinstance(position, Position):
+            raise ValueError("a supervisor's recover= maps agent names to Positions")
+    return dict(recover)
+
+
 def backoff_delay(
     attempt: int,
     initial: float = 0.5,
@@ -523,6 +553,7 @@ class BridgeClient:
         agents: Iterable[str] | None = None,
         control: bool = False,
         ssl: ssl_module.SSLContext | None = None,
+        recover: Position | Mapping[str, Position] | None = None,
     ) -> None:
         """``request_timeout`` is the client's own limit per request; keep it
         above the hub's (10 s by default) so that the hub's REQUEST_TIMEOUT,
@@ -541,11 +572,18 @@ class BridgeClient:
         ``ssl.create_default_context(cafile="ca.pem")`` for a hub whose
         certificate a private CA signed. Without it a ``wss://`` URL is checked
         against the system's CAs (or the file named by ``SSL_CERT_FILE``).
+
+        ``recover``: a position to start from on the first connection (for
+        instance one kept from an earlier run): the hub replays every event
+        after it, when it still has them. An app gives a :class:`Position`; a
+        supervisor a mapping agent -> :class:`Position`. Providers recover
+        nothing (they receive requests, not events).
         """
         if ssl is not None and not url.lower().startswith("wss:"):
             raise ValueError("ssl is for a wss:// URL")
         self.role = Role(role)
         scope = _check_credentials(self.role, token, agent, agents, control)
+        start = _check_recover(self.role, recover)
         if not 1 <= len(source) <= 64:
             raise ValueError("source must be 1 to 64 characters")
         self.url = url
@@ -583,6 +621,17 @@ class BridgeClient:
         # Requests reach a provider whether or not anyone iterates yet: one queue, kept.
         self._requests: Stream[Envelope] = Stream(lambda _: True, max_queue, lambda _: None)
         self._rng = random.Random()
+        # The last position seen per agent (apps: their agent's), and an app's starting
+        # position until a Welcome has answered it (the agent of a token is not known before).
+        self._book = PositionBook()
+        self._start: Position | None = None
+        if isinstance(start, Position):
+            self._start = start
+        elif start is not None:
+            for name, position in start.items():
+                self._book.set(name, position)
+        # What the Hello of the connection being made asked to recover (None: nothing).
+        self._asked: dict[str, Position] | None = None
 
         #: The last ``Welcome`` message: ``{agent, role, connectionId, providerConnected}``;
         #: a supervisor's: ``{role, supervisor, agents, control, connectionId}``.
@@ -596,6 +645,10 @@ class BridgeClient:
         self.connections = 0
         #: When the token of the current connection expires (seconds since the epoch), if known.
         self.token_expires_at: float | None = None
+        #: Whether the current (or last) connection recovered the events missed: None when
+        #: its Hello asked for no recovery (no position known yet); for an app a bool; for
+        #: a supervisor ``{agent: bool}`` for each agent it asked for.
+        self.recovered: bool | dict[str, bool] | None = None
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -696,6 +749,18 @@ class BridgeClient:
         """The agents a supervisor received events of on the current connection (retained
         replays included), in the order first heard of."""
         return tuple(self._seen)
+
+    @property
+    def positions(self) -> Mapping[str, Position]:
+        """The last position seen per agent (read-only, kept up to date): what the next
+        reconnect asks to recover from. An app's has its one agent; a provider's stays empty."""
+        return self._book.view
+
+    @property
+    def duplicates_dropped(self) -> int:
+        """Events dropped because their position had been delivered already (a guard:
+        the hub should never send one)."""
+        return self._book.duplicates
 
     @property
     def connection_id(self) -> str | None:
@@ -859,7 +924,9 @@ class BridgeClient:
 
         ``Bridge/Session`` events (``ProviderStatus``) are included; the
         ``Welcome`` of each connection is not (see :attr:`welcome`). Retained
-        replays after a reconnect come through with ``retained: true``.
+        replays after a reconnect come through with ``retained: true``; the
+        events a reconnect recovered, in order and before the live ones, with
+        ``recovered: true``.
         """
         wanted = frozenset(_kind_name(k) for k in kinds)
         agents = _agent_filter(agent)
@@ -893,7 +960,9 @@ class BridgeClient:
 
         Retained replays count (the hub sends them right after ``Welcome``);
         ``Welcome``, errors and requests are not events. What the previous
-        connection saw is forgotten when a new one opens.
+        connection saw is forgotten when a new one opens, except for an agent
+        whose events that connection recovered (:attr:`recovered`): no state
+        is replayed for it, so what was seen stays current.
 
         A supervisor keeps the latest per agent: ``last(kind, agent="agent7")``;
         without ``agent``, the latest of ``kind`` of any agent."""
@@ -1026,6 +1095,16 @@ class BridgeClient:
         return token
 
     async def _hello_data(self) -> dict[str, Any]:
+        data = await self._credentials()
+        self._asked = self._to_recover()
+        if self._asked is not None:
+            if self.role is Role.SUPERVISOR:
+                data["recover"] = {name: position.wire() for name, position in self._asked.items()}
+            else:
+                data["recover"] = next(iter(self._asked.values())).wire()
+        return data
+
+    async def _credentials(self) -> dict[str, Any]:
         if self._agent_name is not None:
             return {"role": str(self.role), "agent": self._agent_name}
         if self._scope:  # an open hub's supervisor asks for its scope (and control)
@@ -1034,6 +1113,20 @@ class BridgeClient:
         token = await self._fresh_token()
         self.token_expires_at = token_expiry(token)
         return {"role": str(self.role), "token": token}
+
+    def _to_recover(self) -> dict[str, Position] | None:
+        """The positions this Hello asks to recover from, or None (nothing to ask).
+
+        An app asks from its agent's last position (its key is "" while the agent
+        of its token is not known yet); a supervisor from each agent's it has,
+        within its scope and the size a Hello may have."""
+        if self.role is Role.PROVIDER:
+            return None
+        if self.role is Role.SUPERVISOR:
+            return self._book.supervisor_recover(self.scope) or None
+        agent = self.agent
+        position = (self._book.get(agent) if agent is not None else None) or self._start
+        return None if position is None else {agent or "": position}
 
     async def _refresh_tokens(self) -> None:
         """Present a fresh token before the current one expires, for as long as the connection lives."""
@@ -1119,11 +1212,41 @@ class BridgeClient:
 
     def _mark_open(self, ws: ClientConnection) -> None:
         self._ws = ws
-        self._last.clear()  # last() is per connection; the retained replays come next
-        self._last_by_agent.clear()
-        self._seen.clear()
+        kept = self._recovery_answered()
+        if not kept:
+            self._last.clear()  # last() is per connection; the retained replays come next
+        else:
+            # Recovered agents get the events they missed and no replay of their state:
+            # what the last connection saw of them stays current. The others start afresh.
+            self._last = {
+                name: envelope for name, envelope in self._last.items()
+                if self.role is not Role.SUPERVISOR or agent_of(envelope) in kept
+            }
+        self._last_by_agent = {key: envelope for key, envelope in self._last_by_agent.items() if key[1] in kept}
+        self._seen = {agent: None for agent in self._seen if agent in kept}
         self.connections += 1
         self._set_state(ConnectionState.OPEN)
+
+    def _recovery_answered(self) -> frozenset[str]:
+        """Read ``Welcome.recovered`` for what this connection's Hello asked; returns the agents
+        recovered (an app's: ``{""}`` when it was), whose positions and last events stay."""
+        asked, self._asked = self._asked, None
+        self._start = None  # asked, or superseded by a position seen since
+        answer = (self.welcome or {}).get("recovered")
+        if asked is None:
+            self.recovered = None
+            self._book.keep_only({})
+            return frozenset()
+        if self.role is Role.SUPERVISOR:
+            answers = answer if isinstance(answer, dict) else {}
+            self.recovered = {name: answers.get(name) is True for name in asked}
+            kept = {name: position for name, position in asked.items() if self.recovered[name]}
+            self._book.keep_only(kept)
+            return frozenset(kept)
+        self.recovered = answer is True
+        agent = self.agent or ""
+        self._book.keep_only({agent: next(iter(asked.values()))} if self.recovered else {})
+        return frozenset({""}) if self.recovered else frozenset()
 
     async def _run(self, ws: ClientConnection | None) -> None:
         """Keep a connection up until closed: read, and on a drop back off and reconnect.
@@ -1235,6 +1358,10 @@ class BridgeClient:
                 pending[0].set_result(envelope)
             return
         agent = agent_of(envelope)
+        if "offset" in envelope and self.role is not Role.PROVIDER and not self._book.admit(
+            agent or self.agent or "", envelope
+        ):
+            return  # delivered already (the position guard)
         if agent is not None:
             self._last_by_agent[(str(kind), agent)] = envelope
             self._seen[agent] = None

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bridge.brokers import Broker, MemoryBroker
+from bridge.brokers.base import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL
+from bridge.brokers.streams import DEFAULT_MAX_BYTES as DEFAULT_HISTORY_MAX_BYTES
 from bridge.hub.core.router import DEFAULT_LIMITS, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TOKEN_LEEWAY
 from bridge.brokers.redis.settings import (
     DEFAULT_HEARTBEAT,
@@ -135,6 +137,29 @@ class HubConfig:
             "connect-bridge fetch-streams fills)."
         ),
     )
+    history_size: int = field(
+        default=DEFAULT_HISTORY_SIZE,
+        metadata=about(
+            "Events kept per agent for clients that reconnect to recover (0: no history, recovery always refused).",
+            min=0,
+        ),
+    )
+    history_ttl: float = field(
+        default=DEFAULT_HISTORY_TTL,
+        metadata=about(
+            "Seconds an event stays in its agent's history (with --history-size, the smaller bound wins).",
+            min=0,
+            min_open=True,
+        ),
+    )
+    history_max_bytes: int = field(
+        default=DEFAULT_HISTORY_MAX_BYTES,
+        metadata=about(
+            "Bytes of events kept in all agents' histories of this node (in-memory broker; Redis keeps "
+            "--history-size per agent in Redis): past it the oldest events of the least recently active agents go.",
+            min=0,
+        ),
+    )
     redis_url: str | None = field(
         default=None,
         metadata=about(
@@ -248,6 +273,8 @@ class HubConfig:
             retained_ttl=self.redis_retained_ttl,
             reconnect_max=self.redis_reconnect_max,
             timeout=self.redis_timeout,
+            history_size=self.history_size,
+            history_ttl=self.history_ttl,
         )
 
 
@@ -268,7 +295,11 @@ DEFAULTS = HubConfig()
 def make_broker(config: HubConfig) -> Broker:
     """The broker a node uses: in memory, or over Redis when ``redis_url`` is set."""
     if config.redis_url is None:
-        return MemoryBroker()
+        return MemoryBroker(
+            history_size=config.history_size,
+            history_ttl=config.history_ttl,
+            history_max_bytes=config.history_max_bytes,
+        )
     from bridge.brokers.redis import RedisBroker  # imported only when asked for
 
     return RedisBroker(config.redis_url, settings=config.redis_settings())

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
-from bridge.brokers import Broker, Publication, PublicationType
+from bridge.brokers import Broker, Position, Publication, PublicationType, RetainChange
 from bridge.hub.core.outputs import (
     Answer,
     Attach,
@@ -38,6 +38,7 @@ from bridge.hub.core.outputs import (
     Unfollow,
     Watch,
 )
+from bridge.hub.core.positions import Missed
 from bridge.hub.core.router import Joined, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import PROTOCOL_VERSION
 from bridge.protocol.tokens import EVERY_AGENT
@@ -57,6 +58,9 @@ class Transport(Protocol):
 
     def close(self, code: int, reason: str, cause: str | None = None) -> None:
         """Close the connection (after what is already queued); ``cause``: its metrics label, if counted."""
+
+    def allow(self, extra: int) -> None:
+        """Let ``extra`` more bytes queue without the client counting as too slow (a join's replay)."""
 
 
 class Observer(Protocol):
@@ -168,13 +172,10 @@ class Node:
                 self._do(output)  # type: ignore[arg-type]
             elif kind is Publish:
                 event: Publish = output  # type: ignore[assignment]
-                if event.retain is not None:
-                    slot, keep = event.retain
-                    if keep:
-                        await self.broker.set_retained(event.agent, slot, event.data)
-                    else:
-                        await self.broker.drop_retained(event.agent, slot)
-                await self.broker.publish(event.agent, Publication(PublicationType.EVENT, event.data, event.reply_to))
+                retain = None if event.retain is None else RetainChange(event.retain.slot, event.retain.keep)
+                await self.broker.publish(
+                    event.agent, Publication(PublicationType.EVENT, event.data, event.reply_to), retain
+                )
             elif kind is Forward:
                 request: Forward = output  # type: ignore[assignment]
                 self._deadline_added()
@@ -297,36 +298,69 @@ class Node:
             log.error("subscription change for %s failed", agent, exc_info=task.exception())
 
     async def _greet(self, greet: Greet) -> None:
-        """Wait for the connection's subscriptions, read its agents' state, then let the router greet it."""
+        """Wait for the connection's subscriptions, read its agents' state, then let the router greet it.
+
+        Per agent (the order of :class:`~bridge.hub.core.outputs.Greet`): the
+        provider, then the history after the position asked, if any; when
+        that does not recover (or nothing was asked), the top position and
+        then the retained frames.
+        """
         for agent in greet.agents:
             pending = self._subscriptions.get(agent)
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
         snapshots: dict[str, Snapshot] = {}
-        agents = await self.broker.known_agents() if greet.agents == (EVERY_AGENT,) else greet.agents
+        recover = greet.recover or {}
+        agents: list[str] | tuple[str, ...] = greet.agents
+        if agents == (EVERY_AGENT,):
+            known = await self.broker.known_agents()
+            agents = list(dict.fromkeys([*known, *recover]))
         for agent in agents:
             provider = await self.broker.provider(agent)
+            provider_id = provider.connection_id if provider is not None else None
+            asked = recover.get(agent)
+            recovered: bool | None = None
+            if asked is not None:
+                read = await self.broker.history(agent, Position(asked.epoch, asked.offset))
+                recovered = read.recovered
+                if recovered:
+                    missed = [
+                        Missed(p.position, p.data if p.type is PublicationType.EVENT else None,
+                               p.type is PublicationType.PROVIDER_UP)
+                        for p in read.publications
+                        if p.position is not None
+                    ]
+                    snapshots[agent] = Snapshot(provider is not None, [], provider_id, read.top, True, missed)
+                    continue
+            top = await self.broker.position(agent)
             retained = await self.broker.get_retained(agent)
-            snapshots[agent] = Snapshot(
-                provider is not None, retained, provider.connection_id if provider is not None else None
-            )
+            snapshots[agent] = Snapshot(provider is not None, retained, provider_id, top, recovered)
         # The router's answer is carried out without awaiting in between (Send
         # and Attach never await), so no live event slips between replay and attach.
-        await self.run(self.router.greet(greet.connection_id, snapshots))
+        outputs = self.router.greet(greet.connection_id, snapshots)
+        # The replay is written at once, bounded by the history, not by the
+        # client's pace: it does not count against its slow-client budget.
+        transport = self.transports.get(greet.connection_id)
+        if transport is not None:
+            replay = sum(len(o.data) for o in outputs if type(o) is Send and o.connection_id == greet.connection_id)
+            transport.allow(replay)
+        await self.run(outputs)
 
     # --- the broker's side (BrokerHandler) -----------------------------------------
 
     def on_publication(self, agent: str, publication: Publication) -> None:
         kind = publication.type
         if kind is PublicationType.EVENT:
-            outputs = self.router.event(agent, publication.data, publication.reply_to)
+            outputs = self.router.event(agent, publication.data, publication.reply_to, publication.position)
         elif kind is PublicationType.ERROR:
             if publication.reply_to is None:
                 return
             outputs = self.router.error(agent, publication.reply_to, publication.data)
         elif publication.connection_id is not None:
             up = kind is PublicationType.PROVIDER_UP
-            outputs = self.router.provider_changed(agent, ProviderPublication(publication.connection_id, up))
+            outputs = self.router.provider_changed(
+                agent, ProviderPublication(publication.connection_id, up, publication.position)
+            )
         else:
             return
         self._run_now(outputs)

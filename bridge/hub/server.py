@@ -45,11 +45,18 @@ class SocketTransport:
     keep: it is closed with 4008 and told to reconnect.
     """
 
-    __slots__ = ("closing", "closing_task", "connection", "connection_id", "max_buffer", "metrics", "peer", "remote")
+    __slots__ = (
+        "base_buffer", "closing", "closing_task", "connection", "connection_id", "max_buffer", "metrics", "peer",
+        "remote", "replay_left",
+    )
 
     def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics) -> None:
         self.connection = connection
         self.max_buffer = max_buffer
+        #: ``max_buffer`` as configured; ``max_buffer`` is above it while a replay drains (:meth:`allow`).
+        self.base_buffer = max_buffer
+        #: Bytes of the replay :meth:`allow` was told of that are still to be written.
+        self.replay_left = 0
         self.metrics = metrics
         self.closing = False
         self.closing_task: asyncio.Task[None] | None = None
@@ -59,9 +66,34 @@ class SocketTransport:
         self.peer: Peer | None = None
 
     def send(self, data: bytes) -> None:
+        if self.max_buffer != self.base_buffer:
+            self._allowance(len(data))
         if self.closing or wire.write_text(self.connection, data, self.max_buffer):
             return
         self.drop_slow()
+
+    def allow(self, extra: int) -> None:
+        """Let ``extra`` more bytes wait unsent without the client counting as slow.
+
+        For a join's replay (a recovery may replay the whole history at
+        once): its size is bounded by the history, not by the client's pace.
+        The allowance ends once the backlog is back under the budget.
+        """
+        self.max_buffer = self.base_buffer + extra
+        self.replay_left = extra
+        connection = self.connection
+        if isinstance(connection, wire.BudgetedConnection):
+            connection.send_budget = max(connection.send_budget, self.max_buffer)
+
+    def _allowance(self, size: int) -> None:
+        """Count a frame against the replay; once it is written and has drained, back to the budget."""
+        if self.replay_left > 0:
+            self.replay_left -= size
+        elif self.connection.transport.get_write_buffer_size() <= self.base_buffer:
+            self.max_buffer = self.base_buffer
+            connection = self.connection
+            if isinstance(connection, wire.BudgetedConnection):
+                connection.send_budget = self.base_buffer
 
     def drop_slow(self) -> None:
         """Too much unsent: queue a 4008 close behind it, and cut the socket if it stays stuck."""
@@ -286,7 +318,7 @@ class HubServer:
                 self._waiting(connection, -1)
             if peer is not None:
                 if isinstance(connection, wire.BudgetedConnection):
-                    connection.send_budget = self.config.max_send_buffer
+                    connection.send_budget = transport.max_buffer  # the budget, or more while a replay drains
                 transport.peer = peer
                 events.joined(connection_id, transport.remote, peer)
                 await self._serve(connection, transport, peer)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from bridge.brokers import Broker, MemoryBroker, Publication, PublicationType
+from bridge.brokers.base import DEFAULT_HISTORY_SIZE
 from bridge.brokers.redis import RedisBroker
 from bridge.brokers.redis.settings import RedisSettings
 
@@ -44,7 +45,7 @@ class Kit:
     def setup(self) -> None:
         """Before the first node (may skip or fail the test)."""
 
-    def make(self, node_id: str) -> Broker:
+    def make(self, node_id: str, history_size: int = DEFAULT_HISTORY_SIZE) -> Broker:
         raise NotImplementedError
 
     def teardown(self) -> None:
@@ -52,8 +53,8 @@ class Kit:
 
 
 class MemoryKit(Kit):
-    def make(self, node_id: str) -> Broker:
-        return MemoryBroker(node_id)
+    def make(self, node_id: str, history_size: int = DEFAULT_HISTORY_SIZE) -> Broker:
+        return MemoryBroker(node_id, history_size=history_size)
 
 
 class RedisKit(Kit):
@@ -64,8 +65,10 @@ class RedisKit(Kit):
         self.url = require_redis()
         self.prefix = unique_prefix()
 
-    def make(self, node_id: str) -> Broker:
-        settings = RedisSettings(prefix=self.prefix, heartbeat=0.5, provider_ttl=2.5, reconnect_max=0.5, timeout=1)
+    def make(self, node_id: str, history_size: int = DEFAULT_HISTORY_SIZE) -> Broker:
+        settings = RedisSettings(
+            prefix=self.prefix, heartbeat=0.5, provider_ttl=2.5, reconnect_max=0.5, timeout=1, history_size=history_size
+        )
         return RedisBroker(self.url, settings=settings, node_id=node_id)
 
     def teardown(self) -> None:
@@ -84,9 +87,9 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
-    async def node(self) -> Node:
+    async def node(self, history_size: int = DEFAULT_HISTORY_SIZE) -> Node:
         """A new started node (for a one-node broker: one broker more, sharing nothing)."""
-        node = Node(self.kit.make(f"{self.kind}-{next(self._ids)}"), Recorder())
+        node = Node(self.kit.make(f"{self.kind}-{next(self._ids)}", history_size), Recorder())
         await node.broker.start(node.seen)
         self.nodes.append(node)
         return node

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterable
 
 from bridge.brokers import Publication, PublicationType
 
@@ -38,6 +39,10 @@ class Recorder:
         """The publications delivered for ``agent``, in order."""
         return [publication for name, publication in self.publications if name == agent]
 
+    def bare(self, agent: str) -> list[Publication]:
+        """The publications delivered for ``agent``, in order, without their positions (see :func:`bare`)."""
+        return bare(self.of(agent))
+
     def events(self, agent: str) -> list[bytes]:
         """The data of the agent's EVENT publications, in order."""
         return [p.data for p in self.of(agent) if p.type is PublicationType.EVENT]
@@ -52,3 +57,8 @@ class Recorder:
             while not check():
                 self._changed.clear()
                 await self._changed.wait()
+
+
+def bare(publications: Iterable[Publication]) -> list[Publication]:
+    """Copies of ``publications`` without positions: to compare what was published with what came."""
+    return [dataclasses.replace(publication, position=None) for publication in publications]

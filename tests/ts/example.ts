@@ -1,5 +1,6 @@
 // An app written against the declarations: it must type-check (tests/test_typescript.py).
 import { BridgeClient, BridgeError, ConnectionState } from "../../static/js/lib/client.js";
+import type { Position } from "../../static/js/lib/client.js";
 import type { RequestData, SetAgentStateEvent } from "../../static/js/lib/kinds.js";
 import { ErrorType, SET_AGENT_STATE, SET_NOT_READY, SET_READY } from "../../static/js/lib/names.js";
 import { parseKind } from "../../static/js/lib/kind.js";
@@ -40,3 +41,13 @@ async function takeABreak(): Promise<void> {
 }
 
 void takeABreak();
+
+// Recovery: start from a position kept from an earlier visit; read what came back.
+const kept: Position | undefined = bus.positions["agent1"];
+const again = new BridgeClient({ url: "ws://127.0.0.1:8765/ws", agent: "agent1", recover: kept });
+again.on(SET_AGENT_STATE, (event) => console.log(event.offset, event.epoch, event.recovered === true));
+const floor = new BridgeClient({ url: "ws://127.0.0.1:8765/ws", role: "supervisor", agents: ["*"],
+  recover: { agent7: { epoch: "k3v9Xq2bT0c", offset: 12 } } });
+const recovered = floor.recovered;
+if (recovered !== null && typeof recovered === "object") console.log(recovered["agent7"] === true);
+console.log(again.recovered === true, again.duplicatesDropped, floor.positions["agent7"]?.offset);

@@ -14,12 +14,15 @@ each Redis concern is a module of its own:
 * :mod:`~bridge.brokers.redis.registry`: the provider registry (Lua scripts
   to claim, release and route; dead nodes);
 * :mod:`~bridge.brokers.redis.retained`: retained frames by slot;
+* :mod:`~bridge.brokers.redis.history`: positions and history (Redis streams);
 * :mod:`bridge.brokers.write_queue` (not Redis-specific): the ordered write
   queue with backpressure and local fallback.
 
 **Writes.** A publication or retained write is queued and the call returns
 at once; the queue's writer sends everything queued in one non-transactional
-pipeline per round trip, in call order. Every other command that publishes
+pipeline per round trip, in call order. A positioned publication is one
+``EVALSHA`` of the publish script, which assigns its position, keeps it in
+the agent's history, applies its retained change and publishes it. Every other command that publishes
 on an agent's channel (claims, releases, dead-node cleanup), routes a request
 or reads retained frames first waits until the queue is sent, so what a node
 puts on the bus keeps the order in which the node asked for it, and the node
@@ -29,7 +32,11 @@ reads its own writes. The queue holds at most ``writes.max_items`` writes or
 **Redis outage.** The node keeps serving what it can alone: publications are
 delivered to its own handler (a queued batch whose pipeline fails too),
 requests reach a provider it holds, and the retained frames of the agents
-whose provider it holds are served from a local copy. ``healthy`` turns false,
+whose provider it holds are served from a local copy. A publication delivered
+without Redis has no position and is in no history: the broker remembers its
+agent and, once Redis is back and before it turns healthy, gives that agent
+a new epoch, so no position from before recovers across what Redis never
+saw. ``healthy`` turns false,
 a supervisor reconnects with capped exponential backoff and jitter, resubscribes
 every followed agent, drops the provider entries released meanwhile, turns
 healthy, and asks the node to re-claim its providers
@@ -61,12 +68,17 @@ from bridge.brokers.base import (
     UNCONFIRMED,
     Broker,
     BrokerHandler,
+    HistoryRead,
+    Position,
     ProviderLocation,
     Publication,
     PublicationType,
+    RetainChange,
+    RetainedFrame,
 )
 from bridge.brokers.redis.client import BACKEND_ERRORS, command_client, subscription_client
-from bridge.brokers.redis.codec import decode_publication, decode_request, encode_publication, encode_request
+from bridge.brokers.redis.codec import decode_publication, decode_request, encode_head, encode_request
+from bridge.brokers.redis.history import RedisHistory
 from bridge.brokers.redis.keys import RedisKeys
 from bridge.brokers.redis.registry import HERE, ProviderRegistry
 from bridge.brokers.redis.retained import DROP, SET, RedisRetained
@@ -79,15 +91,22 @@ log = logging.getLogger("bridge.redis")
 
 #: First reconnect delay; it doubles per failed attempt up to ``reconnect_max``.
 RECONNECT_MIN: Final = 0.1
-#: The queued-write operation that publishes (the others are retained.SET and DROP).
+#: The queued-write operations: a publication (with its retained change, if
+#: any), and a retained write made without publishing.
 PUBLISH: Final = "publish"
+RETAIN: Final = "retain"
 #: Own publications remembered as delivered locally but maybe also on the bus (oldest forgotten first).
 MAX_ECHOES: Final = 10_000
+#: What a queued publication counts for in the queue's byte bound, besides its frame.
+OVERHEAD: Final = 64
+#: The node named in the release of an entry that expired (it matches no entry).
+GONE: Final = "?"
 
-#: One queued write: (operation, agent, slot, payload, seq). The payload is the
-#: encoded publication (slot ``""``, ``seq`` its number), a retained frame, or
-#: ``b""`` for a drop (``seq`` 0).
-Write: TypeAlias = tuple[str, str, str, bytes, int]
+#: One queued write: (operation, agent, publication, retain, slot, frame, seq).
+#: A publication: (PUBLISH, agent, the publication, ``""`` / SET / DROP, its
+#: slot, ``b""``, its number). A retained write: (RETAIN, agent, ``None``, SET
+#: or DROP, slot, the frame or ``b""``, 0).
+Write: TypeAlias = tuple[str, str, Publication | None, str, str, bytes, int]
 
 
 class RedisBroker(Broker):
@@ -106,8 +125,9 @@ class RedisBroker(Broker):
         self.redis: aioredis.Redis = command_client(url, settings, self.node_id)
         self._subscriber: aioredis.Redis = subscription_client(url, settings, self.node_id)
         self._retained = RedisRetained(self.redis, self.keys, settings.retained_ttl)
+        self._history = RedisHistory(self.redis, self.keys, settings, self._retained.ttl)
         self._registry = ProviderRegistry(
-            self.redis, self.keys, self.node_id, settings.provider_ttl, self._retained.ttl
+            self.redis, self.keys, self.node_id, settings.provider_ttl, self._retained.ttl, self._history
         )
         self._node_channel = self.keys.node_channel(self.node_id)
         #: Publications and retained writes on their way to Redis.
@@ -149,6 +169,16 @@ class RedisBroker(Broker):
         #: Publications of a batch whose reply never came, delivered here by the
         #: fallback: Redis may still carry them, and this node must not deliver them twice.
         self._echoes: dict[int, None] = {}
+
+        #: Agents with a positioned publication delivered here without Redis (none
+        #: of its history): each gets a new epoch when Redis is back (see _rotate).
+        self._unpositioned: set[str] = set()
+        #: The last position heard per agent (most recent last): what position()
+        #: answers while Redis is away.
+        self._tops: dict[str, Position] = {}
+        #: The epoch position() names for an agent this node heard nothing of while
+        #: Redis is away: no stream has it, so no position in it ever recovers.
+        self._nowhere = self._history.candidate()
 
     @property
     def healthy(self) -> bool:
@@ -266,23 +296,36 @@ class RedisBroker(Broker):
 
     # --- publications and retained frames ---------------------------------------------------
 
-    async def publish(self, agent: str, publication: Publication) -> None:
+    async def publish(self, agent: str, publication: Publication, retain: RetainChange | None = None) -> None:
+        if retain is not None:
+            self._copy_retain(agent, publication.data, retain)
         # Queued while something is: behind it, even when degraded (the writer
         # then hands it all to this node's handler, in order).
         if self.writes.running and (self._healthy or self.writes.pending):
-            # Encoded now: the frame is copied into the payload, so the caller may reuse the object.
             self._seq += 1
-            payload = encode_publication(publication, self.node_id, self._seq)
-            await self._put((PUBLISH, agent, "", payload, self._seq), len(payload))
+            op, slot = ("", "") if retain is None else (SET if retain.keep else DROP, retain.slot)
+            await self._put((PUBLISH, agent, publication, op, slot, b"", self._seq), len(publication.data) + OVERHEAD)
             return
-        self._deliver_locally(agent, publication)
+        self._deliver_unpositioned(agent, publication)
+
+    def _copy_retain(self, agent: str, data: bytes, retain: RetainChange) -> None:
+        """Keep the local copy of a held agent's frames in step (what is served and written back in an outage)."""
+        if retain.keep:
+            if agent in self._held:
+                self._copy.set(agent, retain.slot, data)
+        else:
+            queued = self._healthy and self.writes.running
+            if agent in self._held or not queued:
+                # Not queued: Redis is away, so the drop is owed; the provider's claim
+                # (made next, when a joining provider resets its calls) writes it back.
+                self._copy.drop(agent, retain.slot, queued=queued)
 
     async def set_retained(self, agent: str, slot: str, data: bytes) -> None:
         if agent in self._held:
             self._copy.set(agent, slot, data)
         # While degraded nothing is queued: the local copy has it, and the re-claim writes it back.
         if self._healthy and self.writes.running:
-            await self._put((SET, agent, slot, data, 0), len(slot) + len(data))
+            await self._put((RETAIN, agent, None, SET, slot, data, 0), len(slot) + len(data))
 
     async def drop_retained(self, agent: str, slot: str) -> None:
         queued = self._healthy and self.writes.running
@@ -291,13 +334,13 @@ class RedisBroker(Broker):
             # (made next, when a joining provider resets its calls) writes it back.
             self._copy.drop(agent, slot, queued=queued)
         if queued:
-            await self._put((DROP, agent, slot, b"", 0), len(slot))
+            await self._put((RETAIN, agent, None, DROP, slot, b"", 0), len(slot))
 
     async def _put(self, write: Write, size: int) -> None:
         if self.writes.put(write, size):  # full: wait until it is sent (backpressure)
             await self.writes.flush()
 
-    async def get_retained(self, agent: str) -> list[bytes]:
+    async def get_retained(self, agent: str) -> list[RetainedFrame]:
         if self._healthy:
             await self.writes.flush()  # read this node's own writes
         if self._healthy:
@@ -305,7 +348,58 @@ class RedisBroker(Broker):
                 return await self._retained.read(agent)
             except BACKEND_ERRORS as exc:
                 self._mark_broken(f"reading retained frames: {exc!r}")
-        return self._copy.frames(agent)
+        # Served alone: no position (this node cannot vouch for any while Redis is away).
+        return [RetainedFrame(frame, None) for frame in self._copy.frames(agent)]
+
+    # --- positions and history ----------------------------------------------------------
+
+    async def history(self, agent: str, after: Position) -> HistoryRead:
+        if self._healthy:
+            await self.writes.flush()  # read this node's own writes
+        if self._healthy:
+            try:
+                return await self._history.read(agent, after)
+            except BACKEND_ERRORS as exc:
+                self._mark_broken(f"reading the history: {exc!r}")
+        return HistoryRead(False, self._last_known(agent), [])
+
+    async def position(self, agent: str) -> Position:
+        if self._healthy:
+            await self.writes.flush()
+        if self._healthy:
+            try:
+                return await self._history.position(agent)
+            except BACKEND_ERRORS as exc:
+                self._mark_broken(f"reading a position: {exc!r}")
+        return self._last_known(agent)
+
+    def _last_known(self, agent: str) -> Position:
+        """The last position this node heard for the agent, or offset 0 of an epoch no stream has."""
+        return self._tops.get(agent) or Position(self._nowhere, 0)
+
+    def _heard(self, agent: str, position: Position) -> None:
+        tops = self._tops
+        tops.pop(agent, None)  # most recent last: the oldest is forgotten first
+        tops[agent] = position
+        if len(tops) > MAX_KNOWN_AGENTS:
+            del tops[next(iter(tops))]
+
+    async def _rotate(self) -> None:
+        """Give a new epoch to every agent published here without Redis (Redis is back).
+
+        Their streams have a hole Redis never saw (what this node delivered
+        alone), so no position from before may recover across it. Repeated
+        until none is left: a publication the writer hands to the fallback
+        meanwhile adds its agent again.
+        """
+        while self._unpositioned:
+            agents, self._unpositioned = self._unpositioned, set()
+            try:
+                await self._history.rotate(agents)
+            except BaseException:
+                self._unpositioned |= agents
+                raise
+            log.info("new epoch for %d agents published without Redis", len(agents))
 
     # --- the provider registry and requests -----------------------------------------------
 
@@ -334,7 +428,7 @@ class RedisBroker(Broker):
             # Redis never heard of this claim: make it win when Redis is back.
             self._unsynced.add(agent)
         if not reclaim:  # a re-claim was announced here the first time
-            self._deliver_locally(agent, Publication(PublicationType.PROVIDER_UP, connection_id=connection_id))
+            self._deliver_unpositioned(agent, Publication(PublicationType.PROVIDER_UP, connection_id=connection_id))
 
     async def release_provider(self, agent: str, connection_id: str) -> bool:
         await self.writes.flush()  # the provider's last events go before its departure
@@ -350,7 +444,7 @@ class RedisBroker(Broker):
                 self._mark_broken(f"releasing a provider: {exc!r}")
         if held:
             self._unreleased[agent] = connection_id
-            self._deliver_locally(agent, Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id))
+            self._deliver_unpositioned(agent, Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id))
         return held
 
     async def provider(self, agent: str) -> ProviderLocation | None:
@@ -422,6 +516,13 @@ class RedisBroker(Broker):
         if self._handler is not None and (self._all or agent in self._followed):
             self._handler.on_publication(agent, publication)
 
+    def _deliver_unpositioned(self, agent: str, publication: Publication) -> None:
+        """Deliver here what Redis never positioned (an outage); its agent's epoch must change."""
+        publication.position = None
+        if publication.type is not PublicationType.ERROR:
+            self._unpositioned.add(agent)
+        self._deliver_locally(agent, publication)
+
     def _on_request(self, agent: str, request_id: str, data: bytes) -> None:
         if self._handler is not None:
             self._handler.on_request(agent, request_id, data)
@@ -443,6 +544,8 @@ class RedisBroker(Broker):
             wanted = not via_pattern and agent in self._followed  # not one unfollowed meanwhile
         if agent is not None and wanted:
             publication, node_id, seq = decode_publication(payload)
+            if publication.position is not None:
+                self._heard(agent, publication.position)
             if publication.type is not PublicationType.EVENT:  # (events, the bulk, say nothing of providers)
                 self._note_provider(agent, publication)
             if seq and node_id == self.node_id:
@@ -475,15 +578,20 @@ class RedisBroker(Broker):
         """One round trip; return what did not reach Redis (the queue hands it to _fall_back)."""
         if not self._healthy:
             return batch
-        self._in_flight = {seq for op, _, _, _, seq in batch if op == PUBLISH}
+        self._in_flight = {write[6] for write in batch if write[0] == PUBLISH}
         self._arrived = set()
+        node_id, history, keys = self.node_id, self._history, self.keys
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for op, agent, slot, payload, _ in batch:
-                    if op == PUBLISH:
-                        pipe.publish(self.keys.agent_channel(agent), payload)
+                for _, agent, publication, retain, slot, frame, seq in batch:
+                    if publication is None:
+                        self._retained.queue(pipe, agent, retain, slot, frame)
+                    elif publication.type is PublicationType.ERROR:  # never positioned, never retained
+                        head = encode_head(publication, node_id, seq)
+                        pipe.publish(keys.agent_channel(agent), head + b"]\n" + publication.data)
                     else:
-                        self._retained.queue(pipe, agent, op, slot, payload)
+                        head = encode_head(publication, node_id, seq)
+                        history.queue_publish(pipe, agent, head, publication.data, retain, slot)
                 results = await pipe.execute(raise_on_error=False)
         except BACKEND_ERRORS as exc:
             self._mark_broken(f"writing {len(batch)} queued commands: {exc!r}")
@@ -510,7 +618,7 @@ class RedisBroker(Broker):
         arrived = self._arrived
         out: list[Write] = []
         for write in batch:
-            seq = write[4]
+            seq = write[6]
             if write[0] == PUBLISH:
                 if seq in arrived:
                     continue
@@ -522,14 +630,14 @@ class RedisBroker(Broker):
 
     def _fall_back(self, writes: list[Write]) -> None:
         """Writes that missed Redis: publications to this node's handler, in order."""
-        for op, agent, slot, payload, _ in writes:
-            if op == PUBLISH:
+        for _, agent, publication, retain, slot, _, _ in writes:
+            if publication is not None:
                 try:
-                    self._deliver_locally(agent, decode_publication(payload)[0])
+                    self._deliver_unpositioned(agent, publication)
                 except Exception:
                     log.exception("dropped a publication for %s", agent)
-            elif op == DROP and agent in self._held:
-                # A set needs nothing (the local copy has it since set_retained);
+            if retain == DROP and agent in self._held:
+                # A set needs nothing (the local copy has it since it was made);
                 # a drop must reach Redis with the write-back.
                 self._copy.drop_failed(agent, slot)
 
@@ -612,6 +720,7 @@ class RedisBroker(Broker):
         """Start an epoch: subscribe this node's channel and every followed agent; return the reader."""
         await self.redis.ping()
         await self._retained.load()
+        await self._history.load()
         subscriptions = self._subscriptions = Subscriptions(
             self._subscriber,
             self._on_message,
@@ -633,6 +742,9 @@ class RedisBroker(Broker):
             await subscriptions.subscribe(map(self.keys.agent_channel, added))
         if self._all:  # a supervisor of every agent is here (follow_all does not subscribe while degraded)
             await subscriptions.follow_pattern(self.keys.every_agent_pattern())
+        # Last, and the caller turns healthy with no await after it: no
+        # publication delivered without Redis escapes its agent's new epoch.
+        await self._rotate()
         assert subscriptions.reader is not None
         return subscriptions.reader
 
@@ -705,9 +817,13 @@ class RedisBroker(Broker):
         remote = [agent for agent in {*self._followed, *self._remote} if agent not in self._held]
         for agent, location in await self._registry.ghosts(remote):
             await self._drop_ghost(agent, location)
-        # An entry that expired with its node announced nothing: say it here.
-        for agent in await self._registry.vacant([agent for agent in self._remote if agent not in self._held]):
+        # An entry that expired with its node announced nothing: announce it
+        # (positioned and in the history; once, whichever node sees it first).
+        vacant = await self._registry.vacant([agent for agent in self._remote if agent not in self._held])
+        if vacant:
+            await self.writes.flush()
+        for agent in vacant:
             connection_id = self._remote.pop(agent, None)
             if connection_id is not None:
                 log.info("provider %s of agent %s is gone (its entry expired)", connection_id, agent)
-                self._deliver_locally(agent, Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id))
+                await self._registry.release(agent, connection_id, GONE)

@@ -14,6 +14,15 @@ name                        kind     holds
 ``P:retained:{agent}``      hash     the agent's retained frames, one per slot (layout
                                      in :mod:`bridge.brokers.redis.retained`); the whole
                                      hash expires ``retained_ttl`` after its last write
+``P:position:{agent}``      hash     the agent's stream position: ``e`` its epoch, ``o``
+                                     its last offset, ``p`` the last provider announced
+                                     (layout in :mod:`bridge.brokers.redis.history`);
+                                     expires like the retained hash, never sooner than
+                                     the history
+``P:stream:{agent}``        stream   the agent's recent positioned publications (its
+                                     history), bounded by ``history_size`` and
+                                     ``history_ttl``; expires ``history_ttl`` after its
+                                     last entry
 ==========================  =======  ==================================================
 """
 
@@ -60,6 +69,12 @@ class RedisKeys:
 
     def retained(self, agent: str) -> str:
         return f"{self.prefix}:retained:{agent}"
+
+    def position(self, agent: str) -> str:
+        return f"{self.prefix}:position:{agent}"
+
+    def stream(self, agent: str) -> str:
+        return f"{self.prefix}:stream:{agent}"
 
 
 def _escape(text: str) -> str:

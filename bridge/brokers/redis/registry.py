@@ -5,7 +5,9 @@
 must hear of is one Lua script that changes the entry *and* publishes on the
 agent's channel, so no node can see one without the other:
 
-* **claim**: take the entry over and announce ``PROVIDER_UP``; or, as a
+* **claim**: take the entry over and announce ``PROVIDER_UP`` (positioned and
+  kept in the agent's history, like every announcement here:
+  :mod:`bridge.brokers.redis.history`); or, as a
   refresh (heartbeat, re-claim after an outage), only extend our own entry or
   re-create a missing one, and answer the holder when another connection
   took over meanwhile. A re-claim also writes the provider's retained frames
@@ -29,47 +31,73 @@ from typing import Final
 import redis.asyncio as aioredis
 
 from bridge.brokers.base import ProviderLocation, Publication, PublicationType
-from bridge.brokers.redis.codec import decode_holder, encode_holder, encode_publication
+from bridge.brokers.redis.codec import decode_holder, encode_head, encode_holder
+from bridge.brokers.redis.history import RedisHistory
 from bridge.brokers.redis.keys import RedisKeys
 from bridge.brokers.redis.retained import RETAINED_LUA, write_args
 
-# KEYS[1]: the provider entry; ARGV[1]: "{node_id} {connection_id}"; ARGV[2]: TTL
-# in ms; ARGV[3]: "1" to take over from whoever holds it (a provider that just
-# connected), else a refresh; ARGV[4], ARGV[5]: the agent's channel and the
-# encoded PROVIDER_UP. With KEYS[2] (the retained hash), ARGV[6] is its TTL and
-# ARGV[7..] the (op, slot, frame) triples to write back once the claim holds.
+# KEYS[1]: the provider entry, KEYS[2], KEYS[3]: the agent's position hash and
+# stream; ARGV[1]: "{node_id} {connection_id}"; ARGV[2]: TTL in ms; ARGV[3]:
+# "1" to take over from whoever holds it (a provider that just connected),
+# else a refresh; ARGV[4], ARGV[5], ARGV[6]: the agent's channel, the
+# PROVIDER_UP's header (no position, no bracket) and a candidate epoch. With
+# KEYS[4] (the retained hash), ARGV[7] is its TTL and ARGV[8..] the (op, slot,
+# frame) triples to write back once the claim holds. The PROVIDER_UP is
+# positioned and kept in the history (``append``), and its connection id
+# noted as the last one announced (field ``p`` of the position hash).
 # Returns 1 when it announced, 0 when it only extended, or the other holder.
-_CLAIM: Final = RETAINED_LUA + """
+_CLAIM: Final = """
 local current = redis.call('GET', KEYS[1])
 if ARGV[3] ~= '1' and current and current ~= ARGV[1] then
   return current
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if #KEYS > 1 then
-  apply(KEYS[2], ARGV[6], 7)
+if #KEYS > 3 then
+  apply(KEYS[4], ARGV[7], 8)
 end
 if ARGV[3] == '1' or not current then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  append(KEYS[2], KEYS[3], ARGV[4], ARGV[5], '', ARGV[6])
+  redis.call('HSET', KEYS[2], 'p', connection_of(ARGV[1]))
   return 1
 end
 return 0
 """
 
 # Compare-and-delete: forget the provider only if it is still ARGV[1], and
-# announce its departure. An entry that is already gone (expired, or dropped
-# as a ghost) is announced too, so apps never keep a stale "connected"; one
-# that another connection holds is left alone (that one was announced).
+# announce its departure (positioned, in the history: KEYS[2], KEYS[3] as for
+# a claim; ARGV[2..4]: channel, header, candidate epoch). An entry that is
+# already gone (expired, or dropped as a ghost) is announced too, so apps never
+# keep a stale "connected", but once only: when the last provider announced
+# (field ``p``) is this one, or unknown (the position hash was lost). So the
+# nodes that each notice a dead node's provider put one PROVIDER_DOWN in the
+# history, not one each. One that another connection holds is left alone
+# (that one was announced).
 _RELEASE: Final = """
 local current = redis.call('GET', KEYS[1])
+local conn = connection_of(ARGV[1])
 if current == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+elseif current then
+  return 0
+else
+  local announced = redis.call('HGET', KEYS[2], 'p')
+  if announced and announced ~= conn then
+    return 0
+  end
+end
+append(KEYS[2], KEYS[3], ARGV[2], ARGV[3], '', ARGV[4])
+redis.call('HSET', KEYS[2], 'p', '')
+if current then
   return 1
 end
-if not current then
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
-end
 return 0
+"""
+
+# The connection id of a provider entry "{node_id} {connection_id}".
+_CONNECTION_OF: Final = """
+local function connection_of(holder)
+  return string.sub(holder, string.find(holder, ' ', 1, true) + 1)
+end
 """
 
 # Hand a request to the node holding the agent's provider, in one round trip.
@@ -92,26 +120,34 @@ class ProviderRegistry:
     """The registry commands of one node (see the module docstring). They raise what Redis raises."""
 
     def __init__(
-        self, redis: aioredis.Redis, keys: RedisKeys, node_id: str, provider_ttl: float, retained_ttl: str
+        self,
+        redis: aioredis.Redis,
+        keys: RedisKeys,
+        node_id: str,
+        provider_ttl: float,
+        retained_ttl: str,
+        history: RedisHistory,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._node_id = node_id
         self._ttl_ms = int(provider_ttl * 1000)
         self._retained_ttl = retained_ttl
-        self._claim = redis.register_script(_CLAIM)
-        self._release = redis.register_script(_RELEASE)
+        self._history = history
+        self._claim = redis.register_script(RETAINED_LUA + history.lua + _CONNECTION_OF + _CLAIM)
+        self._release = redis.register_script(history.lua + _CONNECTION_OF + _RELEASE)
         self._route = redis.register_script(_ROUTE)
 
     def _claim_call(self, agent: str, connection_id: str, *, force: bool) -> tuple[list[str], list[str | bytes | int]]:
         up = Publication(PublicationType.PROVIDER_UP, connection_id=connection_id)
-        keys = [self._keys.provider(agent)]
+        keys = [self._keys.provider(agent), self._keys.position(agent), self._keys.stream(agent)]
         args: list[str | bytes | int] = [
             encode_holder(self._node_id, connection_id),
             self._ttl_ms,
             "1" if force else "0",
             self._keys.agent_channel(agent),
-            encode_publication(up, self._node_id, 0),
+            encode_head(up, self._node_id, 0),
+            self._history.candidate(),
         ]
         return keys, args
 
@@ -163,11 +199,12 @@ class ProviderRegistry:
         """
         down = Publication(PublicationType.PROVIDER_DOWN, connection_id=connection_id)
         released = await self._release(
-            keys=[self._keys.provider(agent)],
+            keys=[self._keys.provider(agent), self._keys.position(agent), self._keys.stream(agent)],
             args=[
                 encode_holder(node_id or self._node_id, connection_id),
                 self._keys.agent_channel(agent),
-                encode_publication(down, self._node_id, 0),
+                encode_head(down, self._node_id, 0),
+                self._history.candidate(),
             ],
         )
         return bool(released == 1)

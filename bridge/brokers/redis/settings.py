@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from bridge.brokers.base import DEFAULT_HISTORY_SIZE, DEFAULT_HISTORY_TTL
+
 DEFAULT_PREFIX: Final = "connect-bridge"
 DEFAULT_HEARTBEAT: Final = 2.0
 DEFAULT_PROVIDER_TTL: Final = 6.0
@@ -34,6 +36,10 @@ class RedisSettings:
     reconnect_max: float = DEFAULT_RECONNECT_MAX
     #: Connect and command timeout.
     timeout: float = DEFAULT_TIMEOUT
+    #: Most publications kept per agent for recovery (0: no history, recovery always refused).
+    history_size: int = DEFAULT_HISTORY_SIZE
+    #: Seconds a publication stays in its agent's history (whichever bound is smaller wins).
+    history_ttl: float = DEFAULT_HISTORY_TTL
 
     def __post_init__(self) -> None:
         if self.heartbeat <= 0 or self.timeout <= 0:
@@ -45,6 +51,8 @@ class RedisSettings:
             )
         if self.retained_ttl < 0 or self.reconnect_max <= 0:
             raise ValueError("the retained TTL must be 0 or more and reconnect_max positive")
+        if self.history_size < 0 or self.history_ttl <= 0:
+            raise ValueError("history_size must be 0 or more and history_ttl positive")
 
 
 #: Every default: what a broker built without settings uses.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bridge.hub.core.positions import At
 from bridge.protocol import CloseCode
 from bridge.protocol.retention import RetainDecision
 
@@ -112,13 +113,21 @@ class Greet:
     """Once every agent of the connection is followed, read their state and call ``Router.greet``.
 
     The order is what makes a join lose nothing: subscribed first, then the
-    provider registry and the retained frames read, then the replay sent and
+    provider registry and the agent's state read, then the replay sent and
     the connection attached, with live events that arrived meanwhile held by
-    the core and sent right after the replay.
+    the core and sent right after the replay (those the replay holds dropped).
+
+    The state read per agent: for an agent in ``recover``, its history after
+    that position (``Broker.history``), and if that cannot recover, as for
+    the others: the top position (``Broker.position``), then the retained
+    frames, in that order (a frame retained after the top is left to the
+    live path).
     """
 
     connection_id: str
     agents: tuple[str, ...]
+    #: The positions the connection asked to recover from, by agent (``None``: it asked nothing).
+    recover: dict[str, At] | None = None
 
 
 @dataclass(slots=True)

@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
+from bridge.hub.core.positions import Held, PositionLike
+
 #: Departed providers a room remembers (to settle requests whose routing was under way).
 DEPARTED_REMEMBERED: Final = 16
 
@@ -24,12 +26,12 @@ class Room:
     """This node's connections of one agent."""
 
     attached: set[str] = field(default_factory=set)
-    #: Connections being greeted, with the live frames that arrived meanwhile.
-    joining: dict[str, list[bytes]] = field(default_factory=dict)
+    #: Connections being greeted, with the live frames that arrived meanwhile (and their positions).
+    joining: dict[str, list[Held]] = field(default_factory=dict)
     #: Supervisors following the agent by name, attached.
     supervisors: set[str] = field(default_factory=set)
-    #: Supervisors being greeted, with the live frames that arrived meanwhile.
-    supervisors_joining: dict[str, list[bytes]] = field(default_factory=dict)
+    #: Supervisors being greeted, with the live frames that arrived meanwhile (and their positions).
+    supervisors_joining: dict[str, list[Held]] = field(default_factory=dict)
     #: The agent's provider, when it is connected to this node.
     provider: str | None = None
     #: Whether ``provider_seen`` is known (from a publication, or the first joiner's snapshot).
@@ -54,12 +56,13 @@ class Room:
         """Whether a supervisor follows the agent here by name."""
         return bool(self.supervisors or self.supervisors_joining)
 
-    def hold(self, data: bytes) -> None:
-        """Keep a live frame for every connection still joining (sent after its replay)."""
+    def hold(self, position: PositionLike | None, data: bytes) -> None:
+        """Keep a live frame for every connection still joining (sent after its replay, unless in it)."""
+        item = (position, data)
         for held in self.joining.values():
-            held.append(data)
+            held.append(item)
         for held in self.supervisors_joining.values():
-            held.append(data)
+            held.append(item)
 
 
 class Rooms:

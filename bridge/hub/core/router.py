@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import perf_counter
@@ -49,6 +49,17 @@ from bridge.hub.core.outputs import (
     Watch,
 )
 from bridge.hub.core.pending import Pending, PendingRequests
+from bridge.hub.core.positions import (
+    HUB_KEYS,
+    At,
+    Held,
+    Missed,
+    PositionLike,
+    RetainedLike,
+    is_after,
+    positioned,
+    unsent,
+)
 from bridge.hub.core.rooms import Room, Rooms
 from bridge.hub.core.scope import covers, tagged, untag
 from bridge.protocol import (
@@ -102,6 +113,8 @@ class Peer:
     #: A supervisor: whether it may send requests, and its own name (the token's ``sub``).
     control: bool = False
     name: str = ""
+    #: Whether its ``Hello`` asked to recover (its ``Welcome`` says how it went).
+    recovering: bool = False
 
     @property
     def agent(self) -> str:
@@ -119,10 +132,11 @@ class Refused(NamedTuple):
 
 
 class ProviderPublication(NamedTuple):
-    """What the broker said about an agent's provider."""
+    """What the broker said about an agent's provider, and its position in the agent's stream."""
 
     connection_id: str
     up: bool
+    position: PositionLike | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +203,9 @@ class Router:
         #: Joined connections by id.
         self.peers: dict[str, Peer] = {}
         #: Supervisors of every agent, attached; and those being greeted, with the
-        #: live frames (agent, frame) that arrived meanwhile.
+        #: live frames (agent, (position, frame)) that arrived meanwhile.
         self.everyone: set[str] = set()
-        self.everyone_joining: dict[str, list[tuple[str, bytes]]] = {}
+        self.everyone_joining: dict[str, list[tuple[str, Held]]] = {}
         #: Told the kind of every frame received (or why it was refused): metrics.
         self.on_frame = on_frame or _ignore
         #: Told how long each answered request took: metrics.
@@ -220,6 +234,9 @@ class Router:
             return self.refuse(connection_id, f"bad Hello: {verdict.detail}", reply_to)
         data = envelope["data"]
         role = Role(data["role"])
+        recover, why = _recover_of(role, data.get("recover"))
+        if why is not None:
+            return self.refuse(connection_id, why, reply_to)
         expires: float | None = None
         control = False
         name = envelope["source"]
@@ -234,7 +251,7 @@ class Router:
                 except ValueError as exc:
                     return self.refuse(connection_id, str(exc), reply_to)
                 control = bool(data.get("control", False))
-                return self._admit(connection_id, envelope, role, agents, None, control, name)
+                return self._admit(connection_id, envelope, role, agents, None, control, name, recover)
             agent = data.get("agent")
             if agent is None:
                 return self.refuse(connection_id, "this hub runs in open mode: name the agent in data.agent", reply_to)
@@ -251,7 +268,9 @@ class Router:
             agent = claims.agent
             expires = self._deadline_of(claims.expires_at)
             if role is Role.SUPERVISOR:
-                return self._admit(connection_id, envelope, role, claims.agents, expires, claims.control, agent)
+                return self._admit(
+                    connection_id, envelope, role, claims.agents, expires, claims.control, agent, recover
+                )
         agents = (agent,)
         if role is not Role.PROVIDER:
             # Apps are capped per agent; the provider's place is never taken by them.
@@ -260,7 +279,7 @@ class Router:
                 if self.rooms.apps(name) >= cap:
                     why = f"agent {name} already has {cap} app connections"
                     return self.refuse(connection_id, why, reply_to, error_type=ErrorType.FORBIDDEN)
-        return self._admit(connection_id, envelope, role, agents, expires, control, name)
+        return self._admit(connection_id, envelope, role, agents, expires, control, name, recover)
 
     def _admit(
         self,
@@ -271,11 +290,23 @@ class Router:
         expires: float | None,
         control: bool,
         name: str,
+        recover: dict[str, At] | None = None,
     ) -> Joined:
-        """Put an accepted connection in its agents' rooms, joining, and ask for its greeting."""
+        """Put an accepted connection in its agents' rooms, joining, and ask for its greeting.
+
+        ``recover``: the positions its ``Hello`` asked to recover from, by agent
+        (an app's under ``""``: its one agent); a supervisor's agents outside
+        its scope are left out (it is told of the others only).
+        """
+        if recover is not None:
+            if role is Role.SUPERVISOR:
+                recover = {agent: at for agent, at in recover.items() if covers(agents, agent)}
+            else:
+                recover = {agents[0]: recover[""]}
         bucket = TokenBucket.full(self.limits.rate, self.limits.burst, self.clock())
         delivered: dict[str, bool] | None = {} if role is Role.PROVIDER else None
         peer = Peer(connection_id, role, envelope["source"], agents, bucket, delivered, expires, control, name)
+        peer.recovering = recover is not None
         self.peers[connection_id] = peer
         outputs: list[Output] = []
         if agents == (EVERY_AGENT,):
@@ -296,7 +327,7 @@ class Router:
                 room.supervisors_joining[connection_id] = []
             else:
                 room.joining[connection_id] = []
-        outputs.append(Greet(connection_id, agents))
+        outputs.append(Greet(connection_id, agents, recover))
         if expires is not None:
             heapq.heappush(self._expiries, (expires, connection_id))
             outputs.append(Deadline())  # the connection ends with its token
@@ -305,10 +336,14 @@ class Router:
     def greet(self, connection_id: str, snapshots: dict[str, Snapshot]) -> list[Output]:
         """Welcome a joining connection: its ``Welcome``, the replay of each agent, then live.
 
-        ``snapshots`` is each agent's provider status and retained frames, read
-        after the node followed the agent. Live frames held meanwhile follow
-        the replay: every event is in the replay or delivered after it (one
-        published while the snapshot was read may come in both).
+        ``snapshots`` is each agent's provider status and either its history
+        after the position the connection asked to recover from, or its top
+        position and retained frames, read after the node followed the agent.
+        The replay is the history (``recovered``) or the retained state as of
+        the top. Live frames held meanwhile follow it, but those at or before
+        the replay's last position (they are in it): every event is in the
+        replay or delivered after it, once. A held frame without a position
+        (or of another epoch) is always sent.
         """
         peer = self.peers.get(connection_id)
         if peer is None:  # it left while being greeted
@@ -328,9 +363,12 @@ class Router:
         if peer.role is Role.SUPERVISOR:
             return self._greet_supervisor(peer, snapshots)
         first = snapshots.get(peer.agent)
-        outputs: list[Output] = [
-            Send(connection_id, self._welcome(peer, provider_connected=first is not None and first.provider_connected))
-        ]
+        greeting = self._welcome(
+            peer,
+            provider_connected=first is not None and first.provider_connected,
+            recovered=first.recovered if first is not None else None,
+        )
+        outputs: list[Output] = [Send(connection_id, greeting)]
         for agent in peer.agents:
             snapshot = snapshots.get(agent, Snapshot(False, []))
             outputs += [Send(connection_id, data) for data in self._snapshot_frames(snapshot)]
@@ -338,7 +376,7 @@ class Router:
             held = room.joining.pop(connection_id, None) if room is not None else None
             if room is None or held is None:
                 continue
-            outputs += [Send(connection_id, data) for data in held]
+            outputs += [Send(connection_id, data) for data in unsent(held, snapshot.top)]
             room.attached.add(connection_id)
             outputs.append(Attach(connection_id, agent))
         return outputs
@@ -347,24 +385,30 @@ class Router:
         """A supervisor's ``Welcome``, the replay of every agent it follows that the hub knows, then live.
 
         Frames carry ``agent``. An agent with neither a provider nor retained
-        state is not replayed (under ``*`` the node reads only known agents).
+        state is not replayed (under ``*`` the node reads only known agents,
+        and those it was asked to recover), unless it recovers.
         """
         cid = peer.connection_id
-        welcome = {
+        welcome: dict[str, Any] = {
             "role": str(peer.role),
             "supervisor": peer.name,
             "agents": list(peer.agents),
             "control": peer.control,
             "connectionId": cid,
         }
+        recovered = {agent: snapshot.recovered for agent, snapshot in snapshots.items() if snapshot.recovered is not None}
+        if recovered or peer.recovering:
+            welcome["recovered"] = recovered
         outputs: list[Output] = [Send(cid, orjson.dumps(protocol.event(WELCOME, welcome)))]
         for agent, snapshot in snapshots.items():
-            if snapshot.provider_connected or snapshot.retained:
+            if snapshot.recovered or snapshot.provider_connected or snapshot.retained:
                 outputs += [Send(cid, tagged(agent, data)) for data in self._snapshot_frames(snapshot)]
             self._learn_status(agent, snapshot)
         if peer.agents == (EVERY_AGENT,):
-            for agent, data in self.everyone_joining.pop(cid, []):
-                outputs.append(Send(cid, tagged(agent, data)))
+            for agent, (position, data) in self.everyone_joining.pop(cid, []):
+                known = snapshots.get(agent)
+                if is_after(position, known.top if known is not None else None):
+                    outputs.append(Send(cid, tagged(agent, data)))
             self.everyone.add(cid)
             outputs.append(Attach(cid, EVERY_AGENT, watch=True))
             return outputs
@@ -373,15 +417,35 @@ class Router:
             held = room.supervisors_joining.pop(cid, None) if room is not None else None
             if room is None or held is None:
                 continue
-            outputs += [Send(cid, tagged(agent, data)) for data in held]
+            known = snapshots.get(agent)
+            last = known.top if known is not None else None
+            outputs += [Send(cid, tagged(agent, data)) for data in unsent(held, last)]
             room.supervisors.add(cid)
             outputs.append(Attach(cid, agent, watch=True))
         return outputs
 
     def _snapshot_frames(self, snapshot: Snapshot) -> list[bytes]:
-        """What a joiner is replayed of one agent: its ``ProviderStatus``, then its retained frames."""
-        status = protocol.event(PROVIDER_STATUS, {"connected": snapshot.provider_connected}, retained=True)
-        return [orjson.dumps(status), *self._replay(snapshot.retained)]
+        """What a joiner is replayed of one agent (see :class:`Snapshot`).
+
+        Recovered: every missed publication, in order, marked ``recovered``.
+        Otherwise: its ``ProviderStatus`` at the top position, then its
+        retained frames with their positions, but those set after the top
+        (the live path brings them, in order).
+        """
+        if snapshot.recovered:
+            return [self._missed(missed) for missed in snapshot.missed]
+        top = snapshot.top
+        status = orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": snapshot.provider_connected}, retained=True))
+        retained = [frame for frame in snapshot.retained if not _set_after(frame.position, top)]
+        return [positioned(status, top) if top is not None else status, *self._replay(retained)]
+
+    @staticmethod
+    def _missed(missed: Missed) -> bytes:
+        """One publication from the agent's history as a recovering client gets it."""
+        data = missed.data
+        if data is None:
+            data = orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": missed.connected}))
+        return positioned(data, missed.position, recovered=True)
 
     def _learn_status(self, agent: str, snapshot: Snapshot) -> Room | None:
         """Take the provider the room's apps are told of from a snapshot, unless publications told it already."""
@@ -394,12 +458,12 @@ class Router:
             room.provider_seen = snapshot.provider_id
         return room
 
-    def _reset_slots(self, retained: list[bytes]) -> tuple[str, ...]:
+    def _reset_slots(self, retained: Sequence[RetainedLike]) -> tuple[str, ...]:
         """The slots of these retained frames whose kind resets when a provider joins (``resetOnProviderJoin``)."""
         slots: list[str] = []
-        for data in retained:
+        for frame in retained:
             try:
-                envelope = orjson.loads(data)
+                envelope = orjson.loads(frame.data)
             except orjson.JSONDecodeError:
                 continue
             kind = protocol.kind_of(envelope)
@@ -411,12 +475,12 @@ class Router:
                     slots.append(decision.slot)
         return tuple(slots)
 
-    def _replay(self, retained: list[bytes]) -> list[bytes]:
-        """Retained frames as replayed: marked, answering nothing; one-per-kind slots before keyed ones."""
+    def _replay(self, retained: Sequence[RetainedLike]) -> list[bytes]:
+        """Retained frames as replayed: marked, answering nothing, with their positions; one-per-kind slots before keyed ones."""
         frames: list[tuple[bool, bytes]] = []
-        for data in retained:
+        for frame in retained:
             try:
-                envelope = orjson.loads(data)
+                envelope = orjson.loads(frame.data)
             except orjson.JSONDecodeError:
                 continue  # never written by this hub; nothing a client could use
             kind = protocol.kind_of(envelope)
@@ -424,6 +488,10 @@ class Router:
             keyed = spec is not None and spec.retain is not None and spec.retain.key is not None
             envelope.pop("replyTo", None)
             envelope["retained"] = True
+            position = frame.position
+            if position is not None:
+                envelope["offset"] = position.offset
+                envelope["epoch"] = position.epoch
             try:
                 frames.append((keyed, orjson.dumps(envelope)))
             except orjson.JSONEncodeError:
@@ -431,13 +499,15 @@ class Router:
         frames.sort(key=lambda item: item[0])  # stable: first-retained order within each group
         return [data for _, data in frames]
 
-    def _welcome(self, peer: Peer, *, provider_connected: bool) -> bytes:
-        message = {
+    def _welcome(self, peer: Peer, *, provider_connected: bool, recovered: bool | None = None) -> bytes:
+        message: dict[str, Any] = {
             "agent": peer.agent,
             "role": str(peer.role),
             "connectionId": peer.connection_id,
             "providerConnected": provider_connected,
         }
+        if recovered is not None:
+            message["recovered"] = recovered
         return orjson.dumps(protocol.event(WELCOME, message))
 
     def _replaced(self, older: str, newer: str) -> list[Output]:
@@ -535,6 +605,9 @@ class Router:
             return [self._error(cid, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}", kind, reply_to)]
         answers = envelope.get("replyTo")  # valid per the schema: absent or a short string
         if spec.shape == "event":
+            if "offset" in envelope or "epoch" in envelope or "recovered" in envelope:
+                why = f"{', '.join(HUB_KEYS)} are set by the hub: send the event without them"
+                return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, kind, reply_to)]
             retain = spec.retain.decide(envelope) if spec.retain is not None else None
             return [Publish(agent, data, answers, retain)]
         if answers is None:
@@ -676,17 +749,22 @@ class Router:
 
     # --- what the broker delivers -------------------------------------------------------------
 
-    def event(self, agent: str, data: bytes, reply_to: str | None) -> list[Output]:
+    def event(
+        self, agent: str, data: bytes, reply_to: str | None, position: PositionLike | None = None
+    ) -> list[Output]:
         """An event on the agent's channel: to every app of the agent here, and its supervisors.
 
         An answer reaches its requester with the requester's own id as
-        ``replyTo``; the other apps see the bus id.
+        ``replyTo``; the other apps see the bus id. ``position`` (the broker's,
+        ``None`` when it gave none) is spliced into the frame once, for all.
         """
         entry = self.pending.pop(agent, reply_to) if reply_to is not None else None
         room = self.rooms.get(agent)
         watched = self.everyone or self.everyone_joining or (room is not None and room.watched)
         if room is None and not watched:
             return []
+        if position is not None:
+            data = positioned(data, position)
         requester = None
         own: bytes | None = None
         if entry is not None:
@@ -697,7 +775,7 @@ class Router:
         outputs: list[Output] = []
         if room is not None:
             if room.joining or room.supervisors_joining:
-                room.hold(data)
+                room.hold(position, data)
             if own is not None and requester in room.attached:
                 outputs += [Deliver(agent, data, skip=requester), Send(requester, own)]
                 requester = None
@@ -705,7 +783,7 @@ class Router:
                 outputs.append(Deliver(agent, data))
         if watched:
             for held in self.everyone_joining.values():
-                held.append((agent, data))
+                held.append((agent, (position, data)))
             if own is not None and requester is not None and entry is not None and entry.watch:
                 outputs += [Watch(agent, tagged(agent, data), skip=requester), Send(requester, tagged(agent, own))]
             else:
@@ -730,7 +808,9 @@ class Router:
         """
         room = self.rooms.get(agent)
         if room is None:  # no apps here, no requests in flight: maybe supervisors of every agent
-            return self._watch(agent, self._status(change.up)) if self.everyone or self.everyone_joining else []
+            if not (self.everyone or self.everyone_joining):
+                return []
+            return self._watch(agent, self._status(change.up, change.position), change.position)
         named = change.connection_id
         current = named if change.up else None
         outputs: list[Output] = []
@@ -757,23 +837,24 @@ class Router:
             _failure(entry, ErrorType.PROVIDER_UNAVAILABLE, f"{why} before answering")
             for entry in self.pending.fail_agent(agent, set(room.departed))
         ]
-        status = self._status(change.up)
+        status = self._status(change.up, change.position)
         if room.joining or room.supervisors_joining:
-            room.hold(status)
+            room.hold(change.position, status)
         outputs.append(Deliver(agent, status))
-        return outputs + self._watch(agent, status)
+        return outputs + self._watch(agent, status, change.position)
 
     @staticmethod
-    def _status(connected: bool) -> bytes:
-        return orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": connected}))
+    def _status(connected: bool, position: PositionLike | None) -> bytes:
+        status = orjson.dumps(protocol.event(PROVIDER_STATUS, {"connected": connected}))
+        return positioned(status, position) if position is not None else status
 
-    def _watch(self, agent: str, data: bytes) -> list[Output]:
+    def _watch(self, agent: str, data: bytes, position: PositionLike | None) -> list[Output]:
         """``data`` of ``agent`` to its supervisors here (none: nothing), held for those being greeted."""
         room = self.rooms.get(agent)
         if not (self.everyone or self.everyone_joining or (room is not None and room.watched)):
             return []
         for held in self.everyone_joining.values():
-            held.append((agent, data))
+            held.append((agent, (position, data)))
         return [Watch(agent, tagged(agent, data))]
 
     def request(self, agent: str, request_id: str, data: bytes) -> list[Output]:
@@ -898,12 +979,19 @@ class Router:
 
 
 class Snapshot(NamedTuple):
-    """An agent's state as read from the broker when a connection joins."""
+    """An agent's state as read from the broker when a connection joins (see :class:`Greet`)."""
 
     provider_connected: bool
-    retained: list[bytes]
+    #: Its retained frames with their positions (empty when it recovered).
+    retained: Sequence[RetainedLike]
     #: The provider's connection id, when known.
     provider_id: str | None = None
+    #: The agent's top position when read (``None``: unknown; then nothing carries a position).
+    top: PositionLike | None = None
+    #: Whether it recovered from the position asked; ``None``: nothing was asked.
+    recovered: bool | None = None
+    #: When it recovered: what the joiner missed, in order.
+    missed: Sequence[Missed] = ()
 
 
 def hub_error(error_type: ErrorType, why: str, kind: Kind | None, reply_to: str | None) -> dict[str, Any]:
@@ -947,6 +1035,33 @@ def _with_reply_to(data: bytes, bus_id: str, reply_to: str) -> bytes | None:
         return orjson.dumps(envelope)
     except orjson.JSONEncodeError:
         return None
+
+
+def _set_after(position: PositionLike | None, top: PositionLike | None) -> bool:
+    """Whether a retained frame at ``position`` was set after the ``top`` its snapshot was read at."""
+    return (
+        position is not None and top is not None and position.epoch == top.epoch and position.offset > top.offset
+    )
+
+
+def _recover_of(role: Role, value: Any) -> tuple[dict[str, At] | None, str | None]:
+    """The positions a ``Hello``'s ``data.recover`` asks for, or why it is refused.
+
+    The schema has checked its shape is one of two: an app gives one position
+    (returned under ``""``), a supervisor a map of agent to position.
+    """
+    if value is None:
+        return None, None
+    if role is Role.PROVIDER:
+        return None, "data.recover is for apps and supervisors: a provider has nothing to recover"
+    is_map = all(isinstance(item, dict) for item in value.values())
+    if role is Role.SUPERVISOR:
+        if not is_map:
+            return None, "a supervisor's data.recover maps each agent to {epoch, offset}"
+        return {agent: At(item["epoch"], item["offset"]) for agent, item in value.items()}, None
+    if is_map:
+        return None, "an app's data.recover is one position: {epoch, offset}"
+    return {"": At(value["epoch"], value["offset"])}, None
 
 
 def _reply_to(envelope: Any) -> str | None:

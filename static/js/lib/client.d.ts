@@ -15,7 +15,17 @@ export interface Envelope {
   topic: string;
   subtopic: string;
   agent?: string;
+  /** The event's place in its agent's stream (events only). */
+  offset?: number;
+  /** The agent's stream the offset counts in. */
+  epoch?: string;
   [key: string]: unknown;
+}
+
+/** Where an event stands in its agent's stream: what `positions` gives and `recover` takes. */
+export interface Position {
+  readonly epoch: string;
+  readonly offset: number;
 }
 
 /** An event of `K` as a handler gets it: its envelope, plus `agent` for a supervisor. */
@@ -125,6 +135,11 @@ export interface BridgeClientOptions {
   backoffInitial?: number;
   backoffMax?: number;
   stableAfter?: number;
+  /**
+   * A position to start from on the first connection: an app's `{epoch, offset}`, a
+   * supervisor's `{agent: {epoch, offset}}` (what `positions` gives). Not for providers.
+   */
+  recover?: Position | Readonly<Record<string, Position>>;
   /** For tests. */
   WebSocket?: typeof WebSocket;
   /** For tests: the backoff's random source. */
@@ -162,6 +177,15 @@ export declare class BridgeClient extends EventTarget {
   get closeError(): BridgeError | null;
   /** How many connections have been made. */
   get connections(): number;
+  /**
+   * Whether the current (or last) connection recovered the missed events: null when it asked
+   * for none; an app's a boolean; a supervisor's one boolean per agent asked.
+   */
+  get recovered(): boolean | Readonly<Record<string, boolean>> | null;
+  /** The last position seen per agent (a frozen copy): what the next reconnect recovers from. */
+  get positions(): Readonly<Record<string, Position>>;
+  /** Events dropped because their position had been delivered already. */
+  get duplicatesDropped(): number;
 
   /** Call `listener` on every change of `state`; returns a function that removes it. */
   addStateListener(listener: (state: ConnectionStateName, detail: StateDetail) => void): () => void;

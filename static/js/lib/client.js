@@ -12,6 +12,13 @@
  * carries the agent's name in its top-level `agent`, and its requests name
  * their target agent the same way).
  *
+ * No event is lost across a reconnect while the hub still has it: the client
+ * remembers the last position (`epoch`, `offset`) it saw per agent
+ * (`positions`) and asks for every later event in its next Hello
+ * (`data.recover`); the hub replays them, marked `recovered: true`, before the
+ * live ones, and `recovered` says whether it could (when not, the retained
+ * state comes, as on a first connection).
+ *
  * @example
  *   const bus = new BridgeClient({ url: "ws://127.0.0.1:8765/ws", agent: "agent1" });
  *   bus.addStateListener((state) => console.log(state));
@@ -37,6 +44,99 @@ import { tokenExpiry } from "./token.js";
 const REFRESH_AT = 0.8;
 /** Longest wait between attempts when a refresh fails, in ms. */
 const REFRESH_RETRY_MS = 5_000;
+/** The most agents a supervisor's Hello may name (the hub's MAX_SCOPE). */
+const MAX_SCOPE = 5000;
+/** Characters of `recover` entries a supervisor's Hello may carry (its frame is at most 64 KiB). */
+const RECOVER_BUDGET = 48 * 1024;
+/** The longest epoch the hub sends. */
+const MAX_EPOCH = 64;
+
+/**
+ * The position a frame carries (top-level `epoch` and `offset`), or null.
+ * @param {object} envelope
+ * @returns {{epoch: string, offset: number}|null}
+ */
+function positionOf(envelope) {
+  const { epoch, offset } = envelope;
+  if (typeof epoch !== "string" || epoch.length < 1 || epoch.length > MAX_EPOCH) return null;
+  if (!Number.isInteger(offset) || offset < 0) return null;
+  return { epoch, offset };
+}
+
+/** A position given by the caller, checked and copied; a TypeError says what is wrong. */
+function checkedPosition(value, what) {
+  const position = value && typeof value === "object" ? positionOf(value) : null;
+  if (position === null) {
+    throw new TypeError(`${what} is {epoch, offset}: an epoch of 1 to ${MAX_EPOCH} characters and an offset >= 0`);
+  }
+  return Object.freeze(position);
+}
+
+/**
+ * The last position seen per agent and the recovery rules (the Python client's
+ * PositionBook): every event with a position moves its agent's entry to the
+ * highest offset of the entry's epoch, a new epoch replaces it; a retained
+ * replay never lowers it and only starts one; a live or recovered event at or
+ * below the entry, same epoch, was delivered already and is dropped.
+ * Internal to the client (its methods start with `_`, like the client's own internals).
+ */
+class PositionBook {
+  constructor() {
+    /** @type {Map<string, {epoch: string, offset: number}>} the most recently updated last */
+    this.byAgent = new Map();
+    this.duplicates = 0;
+  }
+
+  _set(agent, position) {
+    this.byAgent.delete(agent);
+    this.byAgent.set(agent, Object.freeze({ epoch: position.epoch, offset: position.offset }));
+  }
+
+  /** Note the event's position; false when it must be dropped as a repeat. */
+  _admit(agent, envelope) {
+    const position = positionOf(envelope);
+    if (position === null) return true;
+    const known = this.byAgent.get(agent);
+    const same = known !== undefined && known.epoch === position.epoch;
+    if (envelope.retained === true) {
+      if (known === undefined || (same && position.offset > known.offset)) this._set(agent, position);
+      return true;
+    }
+    if (same && position.offset <= known.offset) {
+      this.duplicates += 1;
+      console.debug(`connect-bridge: dropped an event of ${agent} at ${position.epoch}:${position.offset}, `
+        + `seen already (${this.duplicates} so far)`);
+      return false;
+    }
+    this._set(agent, position);
+    return true;
+  }
+
+  /** After a Welcome: the recovered agents keep their entry (at least what they asked from); the rest go. */
+  _keepOnly(recovered) {
+    const kept = new Map();
+    for (const [agent, asked] of recovered) {
+      const mine = this.byAgent.get(agent);
+      kept.set(agent, mine && mine.epoch === asked.epoch && mine.offset >= asked.offset ? mine : asked);
+    }
+    this.byAgent = kept;
+  }
+
+  /** A supervisor's `recover`: its agents with a position, in scope, the most recent first, bounded. */
+  _supervisorRecover(scope) {
+    const wanted = !scope || scope.includes("*") ? null : new Set(scope);
+    const asked = new Map();
+    let used = 0;
+    for (const agent of [...this.byAgent.keys()].reverse()) {
+      if (wanted !== null && !wanted.has(agent)) continue;
+      const position = this.byAgent.get(agent);
+      used += JSON.stringify({ [agent]: position }).length;
+      if (used > RECOVER_BUDGET || asked.size >= MAX_SCOPE) break;
+      asked.set(agent, position);
+    }
+    return asked;
+  }
+}
 
 /**
  * Error types the client raises itself; they never travel on the wire (the
@@ -162,6 +262,10 @@ export class BridgeClient extends EventTarget {
    * @param {number} [options.backoffMax=30000] ms, see backoffDelay
    * @param {number} [options.stableAfter=10000] ms a connection must stay up for the backoff to
    *   start again from attempt 0
+   * @param {{epoch: string, offset: number}|Object<string, {epoch: string, offset: number}>} [options.recover]
+   *   a position to start from on the first connection (one kept from an earlier visit, say): the hub
+   *   replays every later event it still has. An app gives `{epoch, offset}`; a supervisor
+   *   `{agent: {epoch, offset}, ...}` (what `positions` gives). Providers recover nothing.
    * @param {typeof WebSocket} [options.WebSocket] for tests
    * @param {() => number} [options.random] for tests: the backoff's random source
    */
@@ -183,6 +287,7 @@ export class BridgeClient extends EventTarget {
     } else if (hasToken === hasAgent) {
       throw new TypeError("give exactly one of token (secured hub) or agent (open hub)");
     }
+    const start = BridgeClient._checkRecover(options.role || "app", options.recover);
     const source = options.source ?? "browser";
     if (source.length < 1 || source.length > 64) throw new TypeError("source must be 1 to 64 characters");
     this.url = options.url;
@@ -234,6 +339,29 @@ export class BridgeClient extends EventTarget {
     /** When the current connection's token expires (ms since the epoch), when known. */
     this._tokenExpiresAt = null;
     this._refreshTimer = null;
+    this._book = new PositionBook();
+    /** An app's starting position until a Welcome answered it (a token's agent is unknown before). */
+    this._start = null;
+    if (start instanceof Map) for (const [agent, position] of start) this._book._set(agent, position);
+    else this._start = start;
+    /** What the Hello of the connection being made asked to recover: a Map, or null. */
+    this._asked = null;
+    this._recovered = null;
+  }
+
+  /** `options.recover`, checked: a position (app), a Map of them (supervisor), or null. */
+  static _checkRecover(role, recover) {
+    if (recover === undefined || recover === null) return null;
+    if (role === "provider") throw new TypeError("a provider recovers nothing: recover is for apps and supervisors");
+    if (role !== "supervisor") return checkedPosition(recover, "an app's recover");
+    if (typeof recover !== "object" || "epoch" in recover) {
+      throw new TypeError("a supervisor's recover maps agent names to {epoch, offset}");
+    }
+    const start = new Map();
+    for (const [agent, position] of Object.entries(recover)) {
+      start.set(agent, checkedPosition(position, `recover.${agent}`));
+    }
+    return start;
   }
 
   // -- state --------------------------------------------------------------
@@ -286,6 +414,31 @@ export class BridgeClient extends EventTarget {
   /** How many connections have been made (1 after the first, +1 per reconnect). */
   get connections() {
     return this._connections;
+  }
+
+  /**
+   * Whether the current (or last) connection recovered the events missed: null when its
+   * Hello asked for none (no position known yet); an app's a boolean; a supervisor's
+   * `{agent: boolean}` for each agent it asked for.
+   * @returns {boolean|Object<string, boolean>|null}
+   */
+  get recovered() {
+    return this._recovered;
+  }
+
+  /**
+   * The last position seen per agent, `{agent: {epoch, offset}}` (a frozen copy): what
+   * the next reconnect asks to recover from. Keep it to start from there later
+   * (`recover`: an app gives `positions[agent]`, a supervisor the whole object).
+   * @returns {Readonly<Object<string, Readonly<{epoch: string, offset: number}>>>}
+   */
+  get positions() {
+    return Object.freeze(Object.fromEntries(this._book.byAgent));
+  }
+
+  /** Events dropped because their position had been delivered already (a guard: the hub sends none). */
+  get duplicatesDropped() {
+    return this._book.duplicates;
   }
 
   /**
@@ -385,7 +538,8 @@ export class BridgeClient extends EventTarget {
   /**
    * Call `handler(envelope)` for every event of `kind` ("channel/topic/subtopic"),
    * or of every kind with "*": the events `last` keeps (Bridge/Session/ProviderStatus
-   * included, Welcome not: see `welcome` and the state listeners).
+   * included, Welcome not: see `welcome` and the state listeners). Events a
+   * reconnect recovered come first, in order, marked `recovered: true`.
    * @returns {() => void} removes the handler
    */
   on(kind, handler) {
@@ -408,7 +562,9 @@ export class BridgeClient extends EventTarget {
   /**
    * The latest event of `kind` received on the current connection (retained
    * replays included), or null. It is forgotten when a new connection opens:
-   * the hub replays what it retains right after Welcome. A supervisor names
+   * the hub replays what it retains right after Welcome; except for an agent
+   * whose missed events that connection recovered (`recovered`): nothing is
+   * replayed for it, so what was seen stays current. A supervisor names
    * the agent: `last(kind, "agent7")` (without it, the latest of any agent).
    * @param {string} kind
    * @param {string} [agent] the frame's top-level `agent`
@@ -574,6 +730,11 @@ export class BridgeClient extends EventTarget {
     socket.addEventListener("open", () => {
       if (socket !== this._socket) return;
       const data = token !== null ? { role: this.role, token } : this._openHello();
+      this._asked = this._toRecover();
+      if (this._asked !== null) {
+        data.recover = this.role === "supervisor"
+          ? Object.fromEntries(this._asked) : this._asked.values().next().value;
+      }
       this._send({ ...parseKind(HELLO), source: this.source, id: newId(), data });
     });
     socket.addEventListener("message", (event) => {
@@ -581,6 +742,53 @@ export class BridgeClient extends EventTarget {
     });
     socket.addEventListener("close", (event) => this._lost(socket, event.code, event.reason));
     // An "error" event is always followed by "close"; what to do is decided there.
+  }
+
+  /**
+   * What this Hello asks to recover from: a Map agent -> position, or null. An app asks
+   * from its agent's last position (its key is "" while a token's agent is not known yet).
+   */
+  _toRecover() {
+    if (this.role === "provider") return null;
+    if (this.role === "supervisor") {
+      const asked = this._book._supervisorRecover(this.agents);
+      return asked.size > 0 ? asked : null;
+    }
+    const agent = this.agent;
+    const position = (agent !== null ? this._book.byAgent.get(agent) : undefined) ?? this._start;
+    return position ? new Map([[agent ?? "", position]]) : null;
+  }
+
+  /**
+   * Read Welcome's `recovered` for what this connection asked; returns the agents recovered
+   * (an app's: [""] when it was), whose positions and last events stay.
+   */
+  _recoveryAnswered(message) {
+    const asked = this._asked;
+    this._asked = null;
+    this._start = null;
+    const answer = message.recovered;
+    if (asked === null) {
+      this._recovered = null;
+      this._book._keepOnly(new Map());
+      return new Set();
+    }
+    if (this.role === "supervisor") {
+      const answers = answer && typeof answer === "object" ? answer : {};
+      const recovered = {};
+      const kept = new Map();
+      for (const [agent, position] of asked) {
+        recovered[agent] = answers[agent] === true;
+        if (recovered[agent]) kept.set(agent, position);
+      }
+      this._recovered = recovered;
+      this._book._keepOnly(kept);
+      return new Set(kept.keys());
+    }
+    this._recovered = answer === true;
+    const position = asked.values().next().value;
+    this._book._keepOnly(this._recovered ? new Map([[message.agent ?? this.agent ?? "", position]]) : new Map());
+    return new Set(this._recovered ? [""] : []);
   }
 
   /** Hello's data on an open hub: the agent joined, or a supervisor's scope. */
@@ -693,6 +901,8 @@ export class BridgeClient extends EventTarget {
       return;
     }
     const agent = typeof envelope.agent === "string" ? envelope.agent : null;
+    if ("offset" in envelope && this.role !== "provider"
+      && !this._book._admit(agent ?? this.agent ?? "", envelope)) return; // delivered already
     if (kind === PROVIDER_STATUS && envelope.message && agent === null) {
       this._providerConnected = Boolean(envelope.message.connected);
     }
@@ -710,7 +920,15 @@ export class BridgeClient extends EventTarget {
     this._providerConnected = message.role === "supervisor" ? null : Boolean(message.providerConnected);
     this._connections += 1;
     this._openedAt = Date.now();
-    this._last.clear(); // `last` is per connection: the retained replays follow at once
+    const kept = this._recoveryAnswered(message);
+    if (kept.size === 0) {
+      this._last.clear(); // `last` is per connection: the retained replays follow at once
+    } else if (this.role === "supervisor") {
+      // Recovered agents get what they missed and no replay: what was seen of them stays current.
+      for (const [key, envelope] of [...this._last]) {
+        if (!kept.has(envelope.agent)) this._last.delete(key);
+      }
+    }
     if (typeof this._token === "function") this._scheduleRefresh(this._socket, 0);
     this._setState(ConnectionState.OPEN, { welcome: message });
   }

@@ -33,6 +33,12 @@ export type StateOption = {
 
 export type Retained = boolean;
 
+export type Offset = number;
+
+export type Epoch = string;
+
+export type Recovered = boolean;
+
 export type Source = string;
 
 export type Id = string;
@@ -138,6 +144,11 @@ export type CallConnection = {
 
 export type Dtmf = string;
 
+export type Position = {
+  epoch: Epoch;
+  offset: Offset;
+};
+
 /** `*\/Error/ApiError` (error). An error, sent to the requester only. channel is the failed request's channel, or Bridge when the frame could not be read. x-bridge.errors lists the errors the hub itself raises, with the sentence it shows a person. */
 export interface ErrorEnvelope {
   channel: Name;
@@ -157,6 +168,9 @@ export interface GetStatesEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Amazon/Agent/GetStates` (request). List the agent states the agent may select. Answered by the GetStates event. */
@@ -203,6 +217,9 @@ export interface SetAgentStateEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Amazon/Agent/SetNotReady` (request). Put the agent in a not-routable state named by data.ReasonCodeId. Answered by SetAgentState; errors AGENT_STATE_NOT_FOUND, UPDATE_AGENT_STATE_FAILED. */
@@ -244,6 +261,9 @@ export interface StateSyncEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Amazon/Agent/StateSync` (request). Ask for the agent's full current state. Answered by the StateSync event. */
@@ -326,6 +346,9 @@ export interface GetQuickConnectsEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Amazon/InboundCall/GetQuickConnects` (request). List the agent's quick connects (agent.getEndpoints of all its queues). Answered by the GetQuickConnects event. */
@@ -359,6 +382,9 @@ export interface InboundCallStateChangeEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Amazon/InboundCall/Reject` (request). Decline the ringing contact (contact.reject); data: none, or its contactId. Answered by the InboundCallStateChange that shows it Rejected. */
@@ -411,6 +437,9 @@ export interface InboundCallStateSyncEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Amazon/InboundCall/StateSync` (request). Ask for the agent's live contacts. Answered by the InboundCall/StateSync event. */
@@ -458,6 +487,8 @@ export interface HelloRequest {
     agents?: Array<Name>;
     /** Open hub, supervisor only: whether it may send requests (default false). */
     control?: boolean;
+    /** Resume from the last position seen (apps and supervisors): an app gives {epoch, offset}; a supervisor a map of agent to {epoch, offset}. See Welcome's recovered. */
+    recover?: Position | Record<string, Position>;
   };
 }
 
@@ -471,6 +502,9 @@ export interface ProviderStatusEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Bridge/Session/Refresh` (request). A fresh token for an open connection, sent before the current one expires: the hub checks it (same agent, same role) and answers Refreshed; the connection then lives until the new token's expiry. A refused token leaves the connection on its current token. Answered by the hub itself, never forwarded. */
@@ -496,6 +530,9 @@ export interface RefreshedEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Bridge/Session/Replaced` (event). Sent to a provider that a newer provider of the same agent replaced; the hub then closes it with 4001. */
@@ -509,6 +546,9 @@ export interface ReplacedEvent {
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** `Bridge/Session/Welcome` (event). The hub accepted Hello. */
@@ -521,6 +561,8 @@ export interface WelcomeEvent {
     role: "app" | "provider";
     connectionId: string;
     providerConnected: boolean;
+    /** Present when Hello asked to recover (data.recover): whether every event after the given position follows (true), or the retained state instead (false). */
+    recovered?: boolean;
   } | {
     role: "supervisor";
     /** The supervisor's name: the token's sub, or on an open hub the Hello's source. */
@@ -529,9 +571,14 @@ export interface WelcomeEvent {
     agents: Array<Name>;
     control: boolean;
     connectionId: string;
+    /** Present when Hello asked to recover: for each agent asked (within the scope), whether its events after the given position follow (true) or its retained state instead (false). */
+    recovered?: Record<string, boolean>;
   };
   replyTo?: ReplyTo;
   retained?: Retained;
+  offset?: Offset;
+  epoch?: Epoch;
+  recovered?: Recovered;
 }
 
 /** Every request kind, by name, and its envelope. */

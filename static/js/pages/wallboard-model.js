@@ -169,13 +169,15 @@ export class Floor {
   /**
    * A new connection: the hub replays every agent it knows (ProviderStatus,
    * SetAgentState, live calls). Calls are dropped here since only the replay
-   * says which are still live; states stay until replaced.
+   * says which are still live; states stay until replaced. Agents in `keep`
+   * (those whose missed events the connection recovered: no replay) keep theirs.
+   * @param {Set<string>} [keep] logins whose calls stay
    * @returns {AgentRecord[]} the records whose category changed
    */
-  forgetCalls() {
+  forgetCalls(keep = new Set()) {
     const changed = [];
     for (const record of this.agents.values()) {
-      if (record.calls.size === 0) continue;
+      if (record.calls.size === 0 || keep.has(record.login)) continue;
       const before = { category: record.category, since: record.since, softphone: record.softphone };
       record.calls.clear();
       this._recount(record, before);

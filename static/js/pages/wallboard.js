@@ -161,8 +161,10 @@ function start() {
     if (state === "open") {
       session.control = detail.welcome.control === true;
       view.showScope(detail.welcome);
-      // The hub replays every agent it knows right after Welcome: calls start again from it.
-      if (client.connections > 1) floor.forgetCalls();
+      // The hub replays every agent it knows right after Welcome: calls start again from it,
+      // except for the agents whose missed events it recovered (no replay for them).
+      const recovered = Object.entries(client.recovered ?? {}).filter(([, done]) => done === true);
+      if (client.connections > 1) floor.forgetCalls(new Set(recovered.map(([login]) => login)));
       states.clear();
     }
     if (state === "closed" && detail.error) view.showError(detail.error);
