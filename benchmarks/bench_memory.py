@@ -17,7 +17,15 @@ there is no provider. The script raises its open-file limit
 server's user-space memory only: kernel socket buffers are not in it (for
 either server).
 
-A third, informative run (``--no-deflate`` skips it): the bare server at
+The Go Centrifuge peer of issue 15 (``centrifuge_peer.py``, ``GOMAXPROCS=1``)
+holds the same connections the same way: each app connects and subscribes to
+its agent's channel (``agent:<agent>``), then idles. Its RSS is read as for the
+other two and, after each step, once more after the peer's ``/gc`` (a forced
+garbage collection and ``debug.FreeOSMemory``), against a base read the same
+way: the "after GC" figure. When its binary is missing the script says so in
+one line and measures the other two; ``--no-peer`` leaves it out.
+
+An informative run (``--no-deflate`` skips it): the bare server at
 every ``websockets`` default with clients that offer permessage-deflate, as
 browsers do (the compression contexts are what ``websockets`` documents as
 ~70 KiB per connection). The hub has compression off by default and declines.
@@ -38,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import centrifuge_peer as cp
 import common as c
 
 WARMUP = 20
@@ -48,7 +57,13 @@ class Apps(c.Handler):
         super().__init__()
         self.tally = c.Tally()
 
-    async def connect(self, port: int, first: int, count: int, per_agent: int, deflate: bool = False) -> int:
+    async def connect(self, port: int, first: int, count: int, per_agent: int, deflate: bool = False,
+                      peer: bool = False) -> int:
+        if peer:  # Centrifuge: connect and subscribe to the agent's channel
+            subs: list[tuple[str, str | None]] = [("app", cp.channel_of(f"agent{i // per_agent}"))
+                                                  for i in range(first, first + count)]
+            self.conns += await cp.open_peer_clients(port, subs, self.tally, batch=100)
+            return len(self.conns)
         pairs = [("app", f"agent{i // per_agent}") for i in range(first, first + count)]
         self.conns += await c.open_clients("127.0.0.1", port, pairs, self.tally, batch=100, offer_deflate=deflate)
         return len(self.conns)
@@ -72,8 +87,11 @@ def settle_rss(server: c.Server, seconds: float) -> int:
 
 def session(target: str, steps: list[int], per_agent: int, procs: int, settle: float,
             cleanup: c.Cleanup) -> dict[str, Any]:
+    peer = target == "peer"
     if target == "hub":
         server = cleanup.add(c.start_hub(log_name="memory-hub"))
+    elif peer:
+        server = cleanup.add(cp.start_peer(log_name="memory-peer"))
     else:
         server = cleanup.add(c.start_baseline("idle-defaults" if target == "bare-deflate" else "idle",
                                               log_name=f"memory-{target}"))
@@ -81,10 +99,15 @@ def session(target: str, steps: list[int], per_agent: int, procs: int, settle: f
     workers = [cleanup.add(c.Worker(Apps)) for _ in range(procs)]
     try:
         rss0 = server.rss()
-        workers[0].call("connect", server.port, 10**6, WARMUP, per_agent, deflate)  # warm-up apps, agents of their own
+        # warm-up apps, agents of their own
+        workers[0].call("connect", server.port, 10**6, WARMUP, per_agent, deflate, peer)
         base = settle_rss(server, settle)
         out: dict[str, Any] = {"target": target, "rss_start_kib": rss0 / 1024, "rss_base_kib": base / 1024,
                                "steps": []}
+        if peer:
+            cp.stats(server, gc=True)
+            base_gc = settle_rss(server, settle)
+            out["rss_base_gc_kib"] = base_gc / 1024
         have = 0
         for step in steps:
             add = step - have
@@ -92,7 +115,7 @@ def session(target: str, steps: list[int], per_agent: int, procs: int, settle: f
             shares = [add // procs + (1 if i < add % procs else 0) for i in range(procs)]
             first = have
             for w, k in zip(workers, shares, strict=True):
-                w.send("connect", server.port, first, k, per_agent, deflate)
+                w.send("connect", server.port, first, k, per_agent, deflate, peer)
                 first += k
             for w in workers:
                 w.result("connect", timeout=300)
@@ -102,6 +125,12 @@ def session(target: str, steps: list[int], per_agent: int, procs: int, settle: f
             closed = sum(s["closed"] for s in c.call_all(workers, "status"))
             out["steps"].append({"apps": step, "rss_kib": rss / 1024, "per_app_kib": (rss - base) / step / 1024,
                                  "connect_s": connect_s, "closed": closed})
+            if peer:
+                st = cp.stats(server, gc=True)
+                rss_gc = settle_rss(server, settle)
+                out["steps"][-1].update({"rss_gc_kib": rss_gc / 1024,
+                                         "per_app_gc_kib": (rss_gc - base_gc) / step / 1024,
+                                         "clients": st.get("clients"), "goroutines": st.get("goroutines")})
         return out
     finally:
         cleanup.stop(*workers, server)
@@ -113,6 +142,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[1000, 5000], help="Connection counts, ascending.")
     parser.add_argument("--apps-per-agent", type=int, default=5)
     parser.add_argument("--load-procs", type=int, default=2, help="Load processes holding the connections.")
+    parser.add_argument("--no-peer", action="store_true", help="Leave out the Centrifuge peer.")
     parser.add_argument("--no-deflate", action="store_true",
                         help="Skip the extra bare run at websockets defaults with permessage-deflate offered.")
     args = parser.parse_args()
@@ -124,16 +154,23 @@ def main() -> None:
     print(f"memory: steps {args.steps}, {args.apps_per_agent} apps per agent, {reps} reps, open-file limit {limit}",
           flush=True)
 
+    peer_problem = "left out (--no-peer)" if args.no_peer else cp.problem()
+    sides = ("hub", "bare") if peer_problem else ("hub", "bare", "peer")
+    if peer_problem:
+        print(peer_problem, flush=True)
+
     runs: list[dict[str, Any]] = []
     try:
         for rep in range(reps):
-            targets = ("hub", "bare") if rep % 2 == 0 else ("bare", "hub")
+            targets = sides[rep % len(sides):] + sides[:rep % len(sides)]  # rotated each rep
             for target in targets + (() if args.no_deflate else ("bare-deflate",)):
                 r = session(target, args.steps, args.apps_per_agent, args.load_procs, settle, cleanup)
                 r["rep"] = rep
                 runs.append(r)
                 steps = "  ".join(f"{s['apps']}: {s['rss_kib'] / 1024:,.1f} MiB = {s['per_app_kib']:.1f} KiB/app "
-                                  f"(connected in {s['connect_s']:.1f} s, {s['closed']} closed)" for s in r["steps"])
+                                  + (f"({s['per_app_gc_kib']:.1f} after GC, {s['clients']} clients) "
+                                     if "per_app_gc_kib" in s else "")
+                                  + f"(connected in {s['connect_s']:.1f} s, {s['closed']} closed)" for s in r["steps"])
                 print(f"  rep {rep} {target:12}: base {r['rss_base_kib'] / 1024:,.1f} MiB  {steps}", flush=True)
     finally:
         cleanup()
@@ -148,6 +185,10 @@ def main() -> None:
              "hub_rss_mib": med("hub", "rss_kib") / 1024, "bare_rss_mib": med("bare", "rss_kib") / 1024}
         s["ratio"] = c.ratio(s["hub_per_app_kib"], s["bare_per_app_kib"])
         s["bare_deflate_per_app_kib"] = med("bare-deflate", "per_app_kib")
+        s["peer_per_app_kib"] = med("peer", "per_app_kib")
+        s["peer_per_app_gc_kib"] = med("peer", "per_app_gc_kib")
+        s["hub_over_peer"] = c.ratio(s["hub_per_app_kib"], s["peer_per_app_kib"])
+        s["peer_over_bare"] = c.ratio(s["peer_per_app_kib"], s["bare_per_app_kib"])
         s["goal"] = goal.text(s["hub_per_app_kib"])
         summary.append(s)
         rows.append([step, s["hub_per_app_kib"], s["bare_per_app_kib"], s["ratio"], s["hub_rss_mib"],
@@ -159,6 +200,15 @@ def main() -> None:
                    "bare+deflate KiB/app", "goal <= 40 KiB"], rows))
     print("(bare+deflate: the bare server at every websockets default, clients offering permessage-deflate "
           "as browsers do; the hub, compression off by default, declines the offer)")
+    if peer_problem:
+        print(peer_problem)
+    else:
+        print("\nagainst the Centrifuge peer (GOMAXPROCS=1; each app connected and subscribed to its agent's channel)")
+        print(c.table(["apps", "hub KiB/app", "bare KiB/app", "peer KiB/app", "peer after GC", "hub/bare",
+                       "peer/bare", "hub/peer"],
+                      [[s["apps"], s["hub_per_app_kib"], s["bare_per_app_kib"], s["peer_per_app_kib"],
+                        s["peer_per_app_gc_kib"], s["ratio"], s["peer_over_bare"], s["hub_over_peer"]]
+                       for s in summary]))
     path = c.save_results("memory", {"machine": info, "params": {"steps": args.steps, "reps": reps,
                                      "apps_per_agent": args.apps_per_agent}, "summary": summary, "runs": runs})
     print(f"results: {path}")

@@ -773,6 +773,45 @@ async def test_a_second_follow_waits_for_the_first_subscription(redis_url: str, 
         await node.follow("s1")  # resubscribed by the new epoch: returns at once
 
 
+async def complete_and_in_order(seen: Recorder, agents: list[str]) -> None:
+    """Each agent's 25 events, in publishing order with offsets one apart, and nothing more."""
+    await seen.until(lambda: len(seen.publications) >= 25 * len(agents), timeout=30)
+    assert len(seen.publications) == 25 * len(agents)  # none twice (with the pattern, its copy only)
+    for agent in agents:
+        got = seen.of(agent)
+        assert [p.data.decode() for p in got] == [f"{agent}:{k}" for k in range(25)]
+        offsets = [p.position.offset for p in got if p.position is not None]
+        assert len(offsets) == 25 and offsets == list(range(offsets[0], offsets[0] + 25))
+
+
+async def test_a_burst_arrives_complete_and_in_order(redis_url: str, prefix: str) -> None:
+    """500 publications over 20 agents, sent in one pipeline, so they reach the watchers
+    back to back (many per read of the subscription connection): one node follows the 20
+    agents by name, one follows every agent (the pattern). Each gets every publication
+    once, each agent's in publishing order with offsets one apart."""
+    agents = [f"burst{i}" for i in range(20)]
+    sender, by_name, by_pattern = (make_broker(redis_url, prefix) for _ in range(3))
+    named, everyone = Recorder(), Recorder()
+    await sender.start(Recorder())
+    await by_name.start(named)
+    await by_pattern.start(everyone)
+    try:
+        for agent in agents:
+            await by_name.follow(agent)
+        await by_pattern.follow_all()
+        sender.writes.max_items = 1000  # all 500 in one pipeline
+        for k in range(25):
+            for agent in agents:
+                await sender.publish(agent, Publication(PublicationType.EVENT, f"{agent}:{k}".encode()))
+        assert sender.pending_writes == 500
+        await sender.flush()
+        await complete_and_in_order(named, agents)
+        await complete_and_in_order(everyone, agents)
+    finally:
+        for broker in (sender, by_name, by_pattern):
+            await broker.close()
+
+
 # --- backpressure ----------------------------------------------------------------------------------
 
 
