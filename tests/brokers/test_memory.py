@@ -117,9 +117,9 @@ def test_histories_are_bounded_in_bytes_the_least_recently_written_losing_first(
     # A provider may send frames up to the hub's frame limit: what all histories keep has a budget.
     streams = AgentStreams(100, 60, limit=10, max_bytes=10_000)
     quiet = streams.top("quiet")
-    for n in range(5):
+    for _ in range(5):
         streams.append("quiet", event(b"q" * 1000))
-    for n in range(20):
+    for _ in range(20):
         streams.append("busy", event(b"b" * 1000))
     assert streams.bytes_kept <= 10_000
     # The quiet agent wrote least recently: its history went first, and says so rather than leave a gap.
@@ -133,7 +133,7 @@ def test_histories_are_bounded_in_bytes_the_least_recently_written_losing_first(
 def test_the_byte_count_follows_every_way_an_entry_leaves() -> None:
     clock = [0.0]
     streams = AgentStreams(3, 10, limit=2, max_bytes=1_000_000, clock=lambda: clock[0])
-    for n in range(5):  # two pushed out by the size bound
+    for _ in range(5):  # two pushed out by the size bound
         streams.append("a1", event(b"x" * 100))
     assert streams.bytes_kept == 300
     streams.append("a2", event(b"y" * 50))
