@@ -166,6 +166,7 @@ async def test_send_trusts_the_ca_named_by_ssl_cert_file(tls_hub: HubServer, tls
         status, out, err = await _command(*args)  # the system's CAs do not know this one
     assert status == 3 and out == ""
     assert "CERTIFICATE_VERIFY_FAILED" in err and "Traceback" not in err
+    assert "set SSL_CERT_FILE to the CA's PEM file" in err  # what to do, in the same line
 
 
 # ----- serve: the start-up line and the errors ----------------------------------------------

@@ -1169,9 +1169,13 @@ class BridgeClient:
                     **tls,
                 )
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+            hint = ""
+            if isinstance(exc, ssl_module.SSLCertVerificationError):
+                # The usual cause: a hub whose certificate a private CA signed (docs/deployment.md).
+                hint = " (a certificate from a private CA: pass ssl=... or set SSL_CERT_FILE to the CA's PEM file)"
             raise ConnectFailed(
                 CONNECT_FAILED,
-                f"cannot connect to {self.url}: {exc!r}",
+                f"cannot connect to {self.url}: {exc!r}{hint}",
                 "The bridge cannot be reached.",
             ) from exc
         try:
