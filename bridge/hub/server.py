@@ -9,7 +9,6 @@ shutdown, and the HTTP endpoints on the same port.
 from __future__ import annotations
 
 import asyncio
-import logging
 from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
@@ -22,14 +21,13 @@ from websockets.http11 import Request, Response
 from bridge.brokers import Broker
 from bridge.hub import events, http, wire
 from bridge.hub.config import HubConfig, make_broker, make_ssl_context
-from bridge.hub.core.router import Limits, Peer, Refused, Router
+from bridge.hub.core.router import Joined, Limits, Peer, Router
 from bridge.hub.metrics import CONTENT_TYPE, Metrics
 from bridge.hub.node import Node
 from bridge.protocol import CloseCode
 from bridge.protocol import asyncapi
 from bridge.protocol.catalog import Catalog
 
-log = logging.getLogger("bridge.server")
 
 #: Seconds a client dropped as too slow has to read up to its close frame.
 SLOW_CLIENT_GRACE = 2.0
@@ -233,38 +231,32 @@ class HubServer:
     # --- HTTP ------------------------------------------------------------------
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        address = _address(connection)
+        path = _path(request)
         repeated = http.repeated_header(request)
         if repeated is not None:
-            events.http_refused(_address(connection), request.path.split("?", 1)[0], HTTPStatus.BAD_REQUEST,
-                                f"more than one {repeated} header")
-            return http.text(HTTPStatus.BAD_REQUEST, f"more than one {repeated} header\n")
+            return _refused(address, path, HTTPStatus.BAD_REQUEST, f"more than one {repeated} header")
         config = self.config
         # Against DNS rebinding: the hub answers only under its own names (docs/protocol.md, Transport).
         if not http.host_allowed(request, self.public_names):
-            events.http_refused(_address(connection), request.path.split("?", 1)[0], HTTPStatus.MISDIRECTED_REQUEST,
-                                "unknown Host (see --public-host)", host=request.headers.get("Host"))
-            return http.text(HTTPStatus.MISDIRECTED_REQUEST, "unknown Host; see --public-host\n")
-        path = request.path.split("?", 1)[0]
+            return _refused(address, path, HTTPStatus.MISDIRECTED_REQUEST, "unknown Host (see --public-host)",
+                            host=request.headers.get("Host"))
         if path == http.WS_PATH:
-            if not self._admit(connection):
+            if not self._admit(address):
                 return http.text(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections waiting to say Hello; retry\n")
             if not http.origin_allowed(request, config.allow_origins):
-                events.http_refused(_address(connection), path, HTTPStatus.FORBIDDEN, "origin not allowed "
-                                    "(see --allow-origin)", origin=request.headers.get("Origin"))
-                return http.text(HTTPStatus.FORBIDDEN, "origin not allowed\n")
+                return _refused(address, path, HTTPStatus.FORBIDDEN, "origin not allowed (see --allow-origin)",
+                                origin=request.headers.get("Origin"))
             return None
         if path in ("/healthz", "/metrics"):
-            if not config.metrics_public and not http.is_loopback(_address(connection)):
-                events.http_refused(_address(connection), path, HTTPStatus.FORBIDDEN,
-                                    "only from loopback unless --metrics-public")
-                return http.text(HTTPStatus.FORBIDDEN, "only from loopback unless --metrics-public\n")
+            if not config.metrics_public and not http.is_loopback(address):
+                return _refused(address, path, HTTPStatus.FORBIDDEN, "only from loopback unless --metrics-public")
             if path == "/healthz":
                 return http.response(HTTPStatus.OK, orjson.dumps(self.node.stats()), "application/json")
             return http.response(HTTPStatus.OK, self.metrics.render(), CONTENT_TYPE)
-        if path == http.ASYNCAPI_PATH:  # this hub's kinds (--schemas included), under the Host asked for
-            document = self.asyncapi.get(request)
-            return self.site.serve(request, path, _address(connection), wire.lost(connection), document)
-        return self.site.serve(request, path, _address(connection), wire.lost(connection))
+        # /asyncapi.json: this hub's kinds (--schemas included), under the Host asked for.
+        document = self.asyncapi.get(request) if path == http.ASYNCAPI_PATH else None
+        return self.site.serve(request, path, address, wire.lost(connection), document)
 
     def _process_response(self, connection: ServerConnection, request: Request, response: Response) -> None:
         """Count every error response (ours and the library's); log a handshake ``websockets`` itself
@@ -273,18 +265,17 @@ class HubServer:
             self.metrics.http_error(response.status_code)
         problem = connection.protocol.handshake_exc
         if problem is not None and response.status_code != HTTPStatus.SWITCHING_PROTOCOLS:
-            events.http_refused(_address(connection), request.path.split("?", 1)[0], response.status_code,
+            events.http_refused(_address(connection), _path(request), response.status_code,
                                 f"not a WebSocket handshake: {problem}")
 
     # --- one connection ----------------------------------------------------------
 
-    def _admit(self, connection: ServerConnection) -> bool:
-        """Whether one more connection may wait for its Hello (in total and from its address).
+    def _admit(self, address: str) -> bool:
+        """Whether one more connection from ``address`` may wait for its Hello (in total and from it).
 
         Connections that never say Hello cost a descriptor each until their
         deadline: these caps keep a crowd of them from starving real clients.
         """
-        address = _address(connection)
         if (
             self._pending_total >= self.config.max_pending_hellos
             or self._pending_hellos.get(address, 0) >= self.config.max_pending_hellos_per_address
@@ -335,19 +326,17 @@ class HubServer:
                 frame = await connection.recv()
         except TimeoutError:
             refusal = self.router.no_hello(connection_id, self.config.hello_timeout).outputs
-            events.hello_refused(connection_id, _address(connection), None, refusal)
-            await self.node.run(refusal)
-            return None
-        if isinstance(frame, bytes):
+        else:
+            if not isinstance(frame, bytes):
+                result = await self.node.hello(connection_id, frame)
+                if isinstance(result, Joined):
+                    return result.peer
+                events.hello_refused(connection_id, _address(connection), frame, result.outputs)
+                return None
             refusal = self.router.binary_frame(connection_id, joined=False)
-            events.hello_refused(connection_id, _address(connection), None, refusal)
-            await self.node.run(refusal)
-            return None
-        result = await self.node.hello(connection_id, frame)
-        if isinstance(result, Refused):
-            events.hello_refused(connection_id, _address(connection), frame, result.outputs)
-            return None
-        return result.peer
+        events.hello_refused(connection_id, _address(connection), None, refusal)
+        await self.node.run(refusal)
+        return None
 
     async def _serve(self, connection: ServerConnection, transport: SocketTransport, peer: Peer) -> None:
         async for frame in connection:
@@ -360,6 +349,17 @@ class HubServer:
 
 
 _make_broker = make_broker  # moved to bridge.hub.config
+
+
+def _path(request: Request) -> str:
+    """The request's path without its query string."""
+    return request.path.split("?", 1)[0]
+
+
+def _refused(address: str, path: str, status: HTTPStatus, reason: str, **details: str | None) -> Response:
+    """An HTTP refusal: its log line (bridge.hub.events), and the response saying ``reason``."""
+    events.http_refused(address, path, status, reason, **details)
+    return http.text(status, reason + "\n")
 
 
 def _address(connection: ServerConnection) -> str:
