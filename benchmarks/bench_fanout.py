@@ -294,6 +294,8 @@ def main() -> None:
                         help="Load processes holding the apps (default 1, or 2 for N >= 500).")
     parser.add_argument("--profile", action="store_true",
                         help="After the measured runs, one extra hub run per N under py-spy (saturation window).")
+    parser.add_argument("--flamegraph", type=Path, metavar="DIR",
+                        help="With --profile: write py-spy flame graphs DIR/fanout-hub-n{N}.svg instead of summaries.")
     parser.add_argument("--no-peer", action="store_true", help="Leave out the Centrifuge peer (hub and bare only).")
     args = parser.parse_args()
     ns = args.n or [10, 100, 1000]
@@ -330,12 +332,16 @@ def main() -> None:
                           f"{r['closed_early']} closed]", flush=True)
         if args.profile:
             for n in ns:
-                out = c.RESULTS / f"profile-fanout-hub-n{n}.txt"
+                out = (args.flamegraph / f"fanout-hub-n{n}.svg" if args.flamegraph
+                       else c.RESULTS / f"profile-fanout-hub-n{n}.txt")
                 session("hub", n, args.app_procs or (2 if n >= 500 else 1), max(sat_secs, 4.0), 1.0, cleanup,
                         profile_to=out)
                 profiles[n] = str(out)
-                print(f"\npy-spy profile of the hub at N={n} (saturation):")
-                print(profiling.summary(out))
+                if args.flamegraph:
+                    print(f"\npy-spy flame graph of the hub at N={n} (saturation): {out}")
+                else:
+                    print(f"\npy-spy profile of the hub at N={n} (saturation):")
+                    print(profiling.summary(out))
     finally:
         cleanup()
 

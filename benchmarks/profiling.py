@@ -1,7 +1,7 @@
 """py-spy helpers: sample a running server, then summarize where its time goes.
 
 ``start(pid, seconds, out)`` runs ``py-spy record --format raw`` (collapsed
-stacks) against the server for ``seconds`` without pausing it
+stacks; a flame graph SVG instead when ``out`` ends in ``.svg``) against the server for ``seconds`` without pausing it
 (py-spy briefly stops the process for each sample: profiled runs are not measured runs); ``summary(out)`` prints self time by function, inclusive
 time of the hub's own functions, and time by package. Install py-spy with
 ``.venv/bin/pip install py-spy`` (root, or ptrace rights, is needed).
@@ -43,10 +43,11 @@ def start(pid: int, seconds: float, out: Path, rate: int = 250) -> Recording:
         out.write_text("py-spy is not installed: .venv/bin/pip install py-spy\n")
         return Recording(None, out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    raw = out.with_suffix(".collapsed")
+    svg = out.suffix == ".svg"
+    target = out if svg else out.with_suffix(".collapsed")
     proc = subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", str(rate),
-         "--format", "raw", "--output", str(raw)],
+         "--format", "flamegraph" if svg else "raw", "--output", str(target)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Recording(proc, out)
 

@@ -28,15 +28,17 @@ def test_the_installed_websockets_is_a_checked_release() -> None:
 async def test_frames_written_directly_arrive_whole_then_the_queued_close(compression: str | None) -> None:
     payloads = [b'{"n":1}', b'{"n":2}' * 50, b'{"n":2}' * 50, "é".encode() * 70000]
     checked: list[bool] = []
+    outbox = wire.Outbox()
 
     async def handler(connection: ServerConnection) -> None:
         for payload in payloads:
-            checked.append(wire.write_text(connection, payload, 1 << 30))
-        # Past the buffer bound nothing is written, and the caller is told.
-        checked.append(wire.write_text(connection, b'{"dropped":true}', -1))
+            checked.append(outbox.write_text(connection, payload, 1 << 30))
+        # Past the buffer bound nothing is written, and the caller is told: queued bytes count.
+        checked.append(outbox.write_text(connection, b'{"dropped":true}', outbox.unsent(connection) - 1))
+        outbox.flush(connection)
         wire.queue_close(connection, 4008, "too slow; reconnect")
         # Once closing, frames are taken and dropped.
-        checked.append(wire.write_text(connection, b'{"late":true}', 1 << 30))
+        checked.append(outbox.write_text(connection, b'{"late":true}', 1 << 30))
         await connection.wait_closed()
 
     async with serve(handler, "127.0.0.1", 0, compression=compression, max_size=None) as server:
@@ -48,6 +50,60 @@ async def test_frames_written_directly_arrive_whole_then_the_queued_close(compre
     assert received == [p.decode() for p in payloads]
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
     assert checked == [True] * len(payloads) + [False, True]
+
+
+async def test_the_frames_of_one_loop_turn_leave_in_one_write_each_its_own_frame() -> None:
+    outbox = wire.Outbox()
+    writes: list[int] = []
+    data_writes: list[int] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        transport = connection.transport
+        write = transport.write
+
+        def counted(data: bytes | bytearray | memoryview) -> None:
+            writes.append(len(data))
+            write(data)
+
+        transport.write = counted  # type: ignore[method-assign]
+        for n in range(20):  # one turn: nothing awaited in between
+            outbox.write_text(connection, b'{"n":%d}' % n, 1 << 30)
+        await asyncio.sleep(0)  # the turn ends: the queued frames leave
+        for n in range(20, 25):
+            outbox.write_text(connection, b'{"n":%d}' % n, 1 << 30)
+        await asyncio.sleep(0)
+        data_writes.extend(writes)  # before the client's close is answered
+        await connection.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as client:
+            received = [await asyncio.wait_for(client.recv(), 5) for _ in range(25)]
+    # Each envelope is still its own WebSocket frame (one message each), in order...
+    assert received == [f'{{"n":{n}}}' for n in range(25)]
+    # ...and the 20 frames of the first turn went out in one write, the 5 of the next in another.
+    assert len(data_writes) == 2
+
+
+async def test_frames_queued_for_a_connection_the_client_closed_are_dropped() -> None:
+    outbox = wire.Outbox()
+    done = asyncio.Event()
+    outcome: list[int] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        with pytest.raises(websockets.ConnectionClosed):
+            await connection.recv()  # the client's close arrives; websockets answers it
+        outbox.write_text(connection, b'{"late":true}', 1 << 30)
+        outcome.append(outbox.unsent(connection))
+        outbox.flush_all()  # nothing is written after the close frame, and nothing raises
+        done.set()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None):
+            pass
+        await asyncio.wait_for(done.wait(), 5)
+    assert outcome == [0]
 
 
 def test_the_frame_cache_serializes_once_per_payload() -> None:

@@ -36,20 +36,23 @@ SLOW_CLIENT_GRACE = 2.0
 class SocketTransport:
     """A :class:`bridge.node.Transport` over one ``websockets`` connection.
 
-    ``send`` writes straight into the connection's buffer without awaiting,
-    the way ``websockets.broadcast`` does, so one slow client never holds up a
-    fan-out. (Text frames carry no per-connection state on the server side,
-    which is what lets it write pre-serialized frames to the transport.) A client whose unsent bytes pass ``max_buffer`` is too slow to
-    keep: it is closed with 4008 and told to reconnect.
+    ``send`` writes into the connection's buffer without awaiting, the way
+    ``websockets.broadcast`` does, so one slow client never holds up a
+    fan-out; the frames of one loop turn leave in one write (:class:`wire.Outbox`,
+    shared by the server's connections). Text frames carry no per-connection
+    state on the server side, which is what lets it write pre-serialized frames
+    to the transport. A client whose unsent bytes pass ``max_buffer`` is too
+    slow to keep: it is closed with 4008 and told to reconnect.
     """
 
     __slots__ = (
-        "base_buffer", "closing", "closing_task", "connection", "connection_id", "max_buffer", "metrics", "peer",
-        "remote", "replay_left",
+        "base_buffer", "closing", "closing_task", "connection", "connection_id", "max_buffer", "metrics", "outbox",
+        "peer", "remote", "replay_left",
     )
 
-    def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics) -> None:
+    def __init__(self, connection: ServerConnection, max_buffer: int, metrics: Metrics, outbox: wire.Outbox) -> None:
         self.connection = connection
+        self.outbox = outbox
         self.max_buffer = max_buffer
         #: ``max_buffer`` as configured; ``max_buffer`` is above it while a replay drains (:meth:`allow`).
         self.base_buffer = max_buffer
@@ -66,7 +69,7 @@ class SocketTransport:
     def send(self, data: bytes) -> None:
         if self.max_buffer != self.base_buffer:
             self._allowance(len(data))
-        if self.closing or wire.write_text(self.connection, data, self.max_buffer):
+        if self.closing or self.outbox.write_text(self.connection, data, self.max_buffer):
             return
         self.drop_slow()
 
@@ -87,7 +90,7 @@ class SocketTransport:
         """Count a frame against the replay; once it is written and has drained, back to the budget."""
         if self.replay_left > 0:
             self.replay_left -= size
-        elif self.connection.transport.get_write_buffer_size() <= self.base_buffer:
+        elif self.outbox.unsent(self.connection) <= self.base_buffer:
             self.max_buffer = self.base_buffer
             connection = self.connection
             if isinstance(connection, wire.BudgetedConnection):
@@ -102,6 +105,7 @@ class SocketTransport:
                       f"too slow to read: more than {self.max_buffer} bytes unsent", "too_slow")
         self.closing = True
         connection = self.connection
+        self.outbox.flush(connection)  # the close frame goes behind what is queued
         wire.queue_close(connection, CloseCode.TOO_SLOW, "too slow; reconnect")
         asyncio.get_running_loop().call_later(SLOW_CLIENT_GRACE, wire.abort, connection)
 
@@ -111,6 +115,7 @@ class SocketTransport:
         self.closing = True
         if self.peer is not None:  # a refused Hello is told by HubServer._hello, with why
             events.closed(self.connection_id, self.remote, self.peer, code, reason, cause)
+        self.outbox.flush(self.connection)  # the close frame goes behind what is queued
         self.closing_task = asyncio.get_running_loop().create_task(self.connection.close(code, reason))
 
     async def wait_closed(self) -> None:
@@ -167,6 +172,8 @@ class HubServer:
         #: ``/asyncapi.json``: the API of this hub's catalog (bridge.protocol.asyncapi).
         self.asyncapi = http.HostedDocument(lambda host: orjson.dumps(
             asyncapi.document(self.catalog, host=host, protocol="wss" if config.tls else "ws")))
+        #: The frames written to this server's connections in the current loop turn (one write each at its end).
+        self.outbox = wire.Outbox()
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         #: Connections that have not said Hello yet, by remote address (bounded: see _admit).
@@ -297,7 +304,7 @@ class HubServer:
         self._pending_total += delta
 
     async def _handle(self, connection: ServerConnection) -> None:
-        transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics)
+        transport = SocketTransport(connection, self.config.max_send_buffer, self.metrics, self.outbox)
         if isinstance(connection, wire.BudgetedConnection):  # pongs and the like, before and after Hello
             connection.over_budget = transport.drop_slow
         connection_id = transport.connection_id = self.node.connect(transport)

@@ -4,14 +4,16 @@
 fanning one event out to N apps would serialize it N times and await N
 writes; instead, the hub serializes the frame once and writes the same bytes
 into each connection's transport without awaiting, as ``websockets.broadcast``
-does. That relies on details of ``websockets.asyncio.connection.Connection``
+does, and the frames one connection gets in one turn of the event loop in one
+write (:class:`Outbox`). That relies on details of ``websockets.asyncio.connection.Connection``
 that are not public API:
 
 * ``connection.protocol`` (the sans-I/O protocol: ``state``, ``extensions``,
   ``send_text``, ``send_close``) and ``connection.send_data()`` (flushes what
   the protocol produced to the transport);
 * ``connection.transport`` (the asyncio transport: ``write``,
-  ``get_write_buffer_size``, ``abort``);
+  ``get_write_buffer_size``, ``abort``), written to by :class:`Outbox`, which
+  coalesces the frames of one loop turn into one write per connection;
 * that a server's unmasked text frame without extensions is the same bytes
   for every connection (no per-connection state in the frame);
 * ``Connection.data_received`` (websockets answers pings from there, without
@@ -101,25 +103,97 @@ class BudgetedConnection(ServerConnection):
                 self.transport.abort()
 
 
-def write_text(connection: ServerConnection, data: bytes, max_buffer: int) -> bool:
-    """Queue one text frame without awaiting; ``False`` (and nothing written) past ``max_buffer``.
+class _Queued:
+    """One connection's frames of the current loop turn, their size, and what its transport held before them."""
 
-    Pre-serialized unless an extension must see the frame. A connection that
-    is no longer open takes nothing and counts as written. One call per
-    recipient of a fan-out: keep it lean.
+    __slots__ = ("backlog", "frames", "size")
+
+    def __init__(self, frame: bytes, backlog: int) -> None:
+        self.frames = [frame]
+        self.size = len(frame)
+        #: The transport's unsent bytes when the turn's first frame was queued: nothing of
+        #: ours is written to it until the flush, so it is read once per turn, not per frame.
+        self.backlog = backlog
+
+
+class Outbox:
+    """Text frames written without awaiting, coalesced: one transport write per connection per loop turn.
+
+    Written one ``transport.write`` each, frames cost a system call each: a
+    fan-out that reads a burst of events from its provider in one turn of the
+    event loop made one call per event and per app. Queued here instead, the
+    frames a connection gets during one turn leave together when the turn ends
+    (:meth:`flush_all`, scheduled with ``call_soon`` by the first frame queued):
+    still one WebSocket frame per envelope, in the order queued, in one write.
+
+    Control frames ``websockets`` writes by itself (pongs) may go ahead of
+    queued frames, which WebSocket allows; whoever closes a connection calls
+    :meth:`flush` first, so a close frame never goes ahead of them. Frames
+    still queued when the connection stopped being open (the client closed)
+    are dropped: nothing may follow a close frame.
+
+    A connection costs nothing here until it is sent to: the state lives only
+    for the turn in which it has frames.
     """
-    protocol = connection.protocol
-    if protocol.state is not _OPEN:
+
+    __slots__ = ("_queued",)
+
+    def __init__(self) -> None:
+        self._queued: dict[ServerConnection, _Queued] = {}
+
+    def write_text(self, connection: ServerConnection, data: bytes, max_buffer: int) -> bool:
+        """Queue one text frame; ``False`` (and nothing queued) past ``max_buffer`` unsent bytes.
+
+        Pre-serialized unless an extension must see the frame: a compressing
+        connection writes through its protocol at once (its frames are its
+        own, and are never queued here). A connection that is no longer open
+        takes nothing and counts as written. One call per recipient of a
+        fan-out: keep it lean.
+        """
+        protocol = connection.protocol
+        if protocol.state is not _OPEN:
+            return True
+        queued = self._queued.get(connection)
+        if queued is not None:  # the turn's second frame or later: uncompressed, its backlog known
+            frame = _frames.text(data)
+            if queued.backlog + queued.size > max_buffer:
+                return False
+            queued.frames.append(frame)
+            queued.size += len(frame)
+            return True
+        backlog = connection.transport.get_write_buffer_size()
+        if backlog > max_buffer:
+            return False
+        if protocol.extensions:  # compression: each connection compresses its own frames
+            protocol.send_text(data)
+            connection.send_data()
+            return True
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self.flush_all)
+        self._queued[connection] = _Queued(_frames.text(data), backlog)
         return True
-    transport = connection.transport
-    if transport.get_write_buffer_size() > max_buffer:
-        return False
-    if protocol.extensions:  # compression: each connection compresses its own frames
-        protocol.send_text(data)
-        connection.send_data()
-    else:
-        transport.write(_frames.text(data))
-    return True
+
+    def unsent(self, connection: ServerConnection) -> int:
+        """Bytes written to the connection and not yet sent, queued ones included."""
+        queued = self._queued.get(connection)
+        return connection.transport.get_write_buffer_size() + (queued.size if queued is not None else 0)
+
+    def flush(self, connection: ServerConnection) -> None:
+        """Write the connection's queued frames now (before a close frame, which must come last)."""
+        queued = self._queued.pop(connection, None)
+        if queued is not None:
+            _write(connection, queued.frames)
+
+    def flush_all(self) -> None:
+        """The end of a loop turn: every connection's queued frames, one write each."""
+        queued, self._queued = self._queued, {}
+        for connection, batch in queued.items():
+            _write(connection, batch.frames)
+
+
+def _write(connection: ServerConnection, frames: list[bytes]) -> None:
+    if connection.protocol.state is _OPEN:
+        connection.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
 
 def lost(connection: ServerConnection) -> asyncio.Future[None]:
