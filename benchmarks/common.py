@@ -31,6 +31,7 @@ import multiprocessing as mp
 import os
 import platform
 import resource
+import shlex
 import signal
 import socket
 import statistics
@@ -183,6 +184,8 @@ def machine_info() -> dict[str, Any]:
         info["git"] = head + (" (bridge/ has uncommitted changes)" if dirty else "")
     if HUB_PYTHONPATH:
         info["hub_pythonpath"] = HUB_PYTHONPATH
+    if HUB_ARGS:
+        info["hub_args"] = HUB_ARGS
     with contextlib.suppress(Exception):
         import jsonschema_rs
 
@@ -194,7 +197,8 @@ def print_machine(info: dict[str, Any]) -> None:
     print(f"machine: {info['cpu_count']} CPUs ({info['cpus_usable']} usable), Python {info['python']}, "
           f"websockets {info['websockets']}, orjson {info['orjson']}; server on core {info['server_core']}, "
           f"load on core {info['load_core']}; loadavg {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])}; "
-          f"hub at {info.get('git', '?')}" + (f" from {info['hub_pythonpath']}" if info.get("hub_pythonpath") else ""),
+          f"hub at {info.get('git', '?')}" + (f" from {info['hub_pythonpath']}" if info.get("hub_pythonpath") else "")
+          + (f"; hub flags {shlex.join(info['hub_args'])}" if info.get("hub_args") else ""),
           flush=True)
 
 
@@ -304,7 +308,7 @@ def start_hub(label: str = "hub", *, port: int | None = None, core: int | None =
     port = port or free_port()
     exe = Path(PY).with_name("connect-bridge")
     argv = [str(exe)] if exe.exists() and not HUB_PYTHONPATH else [PY, "-m", "bridge"]
-    argv += ["serve", "--open", "--port", str(port), *HUB_BENCH_FLAGS, *extra]
+    argv += ["serve", "--open", "--port", str(port), *HUB_BENCH_FLAGS, *extra, *HUB_ARGS]
     return Server(label, argv, port, core=core, log=RESULTS / "logs" / f"{log_name}.log", health_path="/healthz",
                   env_path=HUB_PYTHONPATH)
 
@@ -312,6 +316,9 @@ def start_hub(label: str = "hub", *, port: int | None = None, core: int | None =
 #: $BENCH_HUB_PYTHONPATH: run the hub from another copy of the ``bridge`` package (e.g. a patched
 #: copy in /tmp, to measure a change without touching the work tree).
 HUB_PYTHONPATH = os.environ.get("BENCH_HUB_PYTHONPATH") or None
+#: $BENCH_HUB_ARGS: more ``serve`` flags for every hub a benchmark starts (e.g. ``--loop uvloop``),
+#: split as the shell would and put last, so that they win over the fixed ones.
+HUB_ARGS = shlex.split(os.environ.get("BENCH_HUB_ARGS", ""))
 
 
 def start_baseline(kind: str, *, port: int | None = None, core: int | None = SERVER_CORE,

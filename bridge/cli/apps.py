@@ -52,6 +52,7 @@ from bridge.cli.describe import (
     parse_time,
 )
 from bridge.cli.joining import agents_option, joining, require_target, supervisor_option
+from bridge.cli.loops import LoopFactory, loop_factory, run_on
 from bridge.cli.options import config_option
 from bridge.cli.urls import cannot_listen, check_url, not_blank, websocket_hint
 from bridge.client import (
@@ -68,7 +69,7 @@ from bridge.client import (
     RequestTimeout,
     agent_of,
 )
-from bridge.hub.config import DEFAULTS, HubConfig
+from bridge.hub.config import DEFAULTS, HubConfig, LoopChoice
 from bridge.hub.http import WS_PATH, streams_warning
 from bridge.protocol import Kind
 from bridge.sim.agent_model import DEFAULT_STATES, V1_REQUESTS, AgentModel, AgentState, states_from_config
@@ -209,8 +210,11 @@ def token_agent(token: str) -> str:
         raise click.UsageError(f"--token: {exc}") from exc
 
 
-def run_async(main: Awaitable[int]) -> None:
-    """Run ``main`` until it returns an exit status, or until SIGINT/SIGTERM (status 0)."""
+def run_async(main: Awaitable[int], *, factory: LoopFactory | None = None) -> None:
+    """Run ``main`` until it returns an exit status, or until SIGINT/SIGTERM (status 0).
+
+    ``factory`` makes the event loop (``demo --loop``); asyncio's own without it.
+    """
 
     async def guarded() -> int:
         task = asyncio.ensure_future(main)
@@ -225,7 +229,7 @@ def run_async(main: Awaitable[int]) -> None:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    sys.exit(asyncio.run(guarded()))
+    sys.exit(run_on(factory, guarded()))
 
 
 def write_line(stream: IO[str], text: str) -> None:
@@ -1065,7 +1069,10 @@ WALLBOARD_QUERY: Final = "agents=*&control=1"
 @call_options()
 @config_option("streams_dir", help="Folder with connect-streams-min.js, for the CCP pages (default: "
                "./node_modules/amazon-connect-streams/release, then the folder connect-bridge fetch-streams fills).")
-def demo(port: int, agents: int, floor_every: float | None, streams_dir: Path | None, **calling: Any) -> None:
+@config_option("loop", envvar=None, help="Event loop to run the demo on, as serve --loop: uvloop, asyncio's own, "
+               "or auto (uvloop when installed).")
+def demo(port: int, agents: int, floor_every: float | None, streams_dir: Path | None, loop: LoopChoice,
+         **calling: Any) -> None:
     """Run a complete local bus: an open hub on loopback, virtual agents, and the pages.
 
     Nothing needs Amazon Connect: the agents are simulated, and a call rings
@@ -1075,7 +1082,9 @@ def demo(port: int, agents: int, floor_every: float | None, streams_dir: Path | 
     --floor-every seconds one of them changes state, so the wallboard shows a
     floor at work. Ctrl-C stops it.
     """
-    run_async(run_demo(port, agents, sys.stdout, floor_every=floor_every, streams_dir=streams_dir, **calling))
+    factory = loop_factory(loop)  # before the coroutine: uvloop missing is one line, nothing left unawaited
+    run_async(run_demo(port, agents, sys.stdout, floor_every=floor_every, streams_dir=streams_dir, **calling),
+              factory=factory)
 
 
 async def run_demo(port: int, agents: int, out: IO[str], *, floor_every: float | None = None,

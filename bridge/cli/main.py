@@ -17,6 +17,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from bridge import __version__
 from bridge.cli.joining import parse_agents
+from bridge.cli.loops import loop_factory, run_on, running_loop_name
 from bridge.cli.options import (
     SettingsError,
     config_file_options,
@@ -77,6 +78,7 @@ def serve(ctx: click.Context, /, open_anywhere: bool, secret_file: Path | None, 
         config = HubConfig(**settings)
     except ValueError as exc:  # a rule across settings, e.g. the Redis provider TTL above the heartbeat
         raise click.UsageError(str(exc)) from exc
+    factory = loop_factory(config.loop)  # --loop uvloop without the package: said now, --print-config too
     if print_config:
         for line in effective_settings(ctx, config.secret):
             click.echo(line)
@@ -94,7 +96,7 @@ def serve(ctx: click.Context, /, open_anywhere: bool, secret_file: Path | None, 
     else:
         warn_if_short(secret)
     try:
-        status = asyncio.run(run_hub(config))
+        status = run_on(factory, run_hub(config))
     except CatalogError as exc:
         raise click.ClickException(f"schema error: {exc}") from exc
     except TLSFileError as exc:
@@ -124,7 +126,8 @@ async def run_hub(config: HubConfig, *, ready_message: bool = True) -> int:
         loop.add_signal_handler(sig, stop.set)
     if ready_message:
         health = f"{'https' if config.tls else 'http'}://{local_host(config.host)}:{hub.port}/healthz"
-        click.echo(f"connect-bridge {__version__} listening on {hub.url} (health: {health})", err=True)
+        click.echo(f"connect-bridge {__version__} listening on {hub.url} (health: {health}); "
+                   f"event loop: {running_loop_name()}", err=True)
         if (missing := http.streams_warning(hub.streams_dir)) is not None:
             click.echo(missing, err=True)
     try:

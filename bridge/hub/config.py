@@ -33,6 +33,12 @@ from bridge.brokers.redis.settings import (
 #: Prefix of every setting's environment variable: ``port`` is ``BRIDGE_PORT``.
 ENV_PREFIX = "BRIDGE_"
 
+#: The event loops ``serve`` can run a node on: uvloop when installed (``auto``), asyncio's own, or uvloop.
+LoopChoice = Literal["auto", "asyncio", "uvloop"]
+#: ``serve --loop``'s default. asyncio until the benchmarks show uvloop is worth it (issue 15): this
+#: line is the one to change, to "auto", to run on uvloop wherever it is installed.
+DEFAULT_LOOP: LoopChoice = "asyncio"
+
 
 def about(
     help: str,
@@ -245,6 +251,13 @@ class HubConfig:
     log_format: Literal["text", "json"] = field(
         default="text",
         metadata=about("Log lines as text (key=value fields at the end) or as one JSON object per line."),
+    )
+    loop: LoopChoice = field(
+        default=DEFAULT_LOOP,
+        metadata=about(
+            "Event loop to serve on: uvloop (pip install 'connect-bridge[uvloop]'), asyncio's own, or auto "
+            "(uvloop when installed, else asyncio). Code that embeds the hub runs it on its own loop."
+        ),
     )
 
     def __post_init__(self) -> None:
