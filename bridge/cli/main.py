@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -120,6 +121,11 @@ async def run_hub(config: HubConfig, *, ready_message: bool = True) -> int:
         click.echo(cannot_listen(config.host, config.port, exc), err=True)
         await hub.close()
         return EXIT_CANNOT_LISTEN
+    # What start-up made (modules, the catalog's compiled validators: tens of thousands of
+    # objects) lives as long as the process: out of the cyclic collector's sight, every
+    # full collection walks only what came later, a shorter pause in the middle of a fan-out.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
