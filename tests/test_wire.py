@@ -13,6 +13,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame, Opcode
 
 from bridge.hub import wire
 
@@ -112,3 +113,9 @@ def test_the_frame_cache_serializes_once_per_payload() -> None:
     first = cache.text(payload)
     assert cache.text(payload) is first
     assert cache.text(b'{"x":2}') is not first
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+def test_the_hubs_text_frame_is_the_librarys_byte_for_byte(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert wire.text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])

@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 #: The ``websockets`` major versions this module was checked with (see pyproject.toml).
@@ -53,13 +52,29 @@ class FrameCache:
 
     def __init__(self) -> None:
         self.payload = b""
-        self.frame = Frame(Opcode.TEXT, b"").serialize(mask=False, extensions=[])
+        self.frame = text_frame(b"")
 
     def text(self, payload: bytes) -> bytes:
         if payload is not self.payload:
-            self.frame = Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+            self.frame = text_frame(payload)
             self.payload = payload
         return self.frame
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A server's final, unmasked text frame without extensions (RFC 6455, 5.2).
+
+    The header is two bytes, then the length in 2 or 8 more past 125 bytes.
+    Written here rather than through ``websockets.frames.Frame.serialize``,
+    which checks and builds an object per frame: this runs once per event and
+    per answer. ``tests/test_wire.py`` checks it byte for byte against the library.
+    """
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return b"\x81\x7e" + size.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + size.to_bytes(8, "big") + payload
 
 
 _frames = FrameCache()
