@@ -2,21 +2,27 @@
 
 ``broadcast``  -- every text frame from the provider goes to every app with
                   ``websockets.broadcast``: no parsing, no validation, no agents.
-``forwarder``  -- parses every frame with orjson (no validation): an app's
-                  request goes to the provider, a provider's event goes to every app
-                  (as the hub does: events reach all apps of the agent).
+``forwarder``  -- pairs each app with its own agent's provider, as the hub does:
+                  an app's request is parsed with orjson (no validation), given a
+                  request id of the forwarder's own and sent to the provider of the
+                  app's agent; the provider's answer is parsed to read its
+                  ``replyTo``, and its bytes go back to the requester with the
+                  requester's own id swapped in (to the agent's other apps as they
+                  are). A frame that answers nothing goes to every app of the agent.
 ``idle``       -- holds connections after their Hello and does nothing else
                   (the memory baseline; same as ``broadcast`` minus the traffic).
 ``idle-defaults`` -- ``idle`` with every ``websockets`` default, permessage-deflate
                   included (negotiated when the client offers it, as browsers do).
 
-Clients send the same Hello as to the hub; the first frame tells the role
-(the baseline only looks for ``"provider"`` in it) and is answered with one
-small "welcome" frame, so the load generator needs no special case.
+Clients send the same Hello as to the hub and get one small "welcome" frame
+for it, so the load generator needs no special case. The ``forwarder`` reads
+the Hello with orjson (``data.role`` and ``data.agent``, as an open hub does);
+the others only look for ``"provider"`` in it (one provider, every app its
+listener).
 
 Server settings match the hub's where they matter for speed: no compression,
 ``max_queue=32``, the hub's frame size limit. Run:
-``python benchmarks/baseline_servers.py broadcast --port 9000``.
+``python benchmarks/baseline_servers.py forwarder --port 9000``.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ WELCOME = '{"welcome":true}'
 
 
 class Bare:
+    """``broadcast``, ``idle`` and ``idle-defaults``: one provider, every other connection an app."""
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.apps: set[ServerConnection] = set()
-        self.provider: ServerConnection | None = None
 
     async def handler(self, ws: ServerConnection) -> None:
         first = await ws.recv()
@@ -44,39 +51,105 @@ class Bare:
         if not is_provider:
             self.apps.add(ws)
             try:
-                if self.kind == "forwarder":
-                    await self._app_requests(ws)
-                else:
-                    await ws.wait_closed()
+                await ws.wait_closed()
             finally:
                 self.apps.discard(ws)
             return
-        self.provider = ws
-        try:
-            if self.kind == "forwarder":
-                await self._provider_events(ws)
-            else:
-                async for message in ws:
-                    broadcast(self.apps, message)
-        finally:
-            if self.provider is ws:
-                self.provider = None
+        async for message in ws:
+            broadcast(self.apps, message)
 
-    async def _app_requests(self, ws: ServerConnection) -> None:
+
+class _Agent:
+    """One agent's connections, as the forwarder pairs them."""
+
+    __slots__ = ("apps", "provider")
+
+    def __init__(self) -> None:
+        self.apps: set[ServerConnection] = set()
+        self.provider: ServerConnection | None = None
+
+
+class Forwarder:
+    """``forwarder``: each app's requests to its own agent's provider, answers back to the requester.
+
+    The least a hub must do on a round trip, without validation or limits:
+    read the request (orjson), put an id of its own on it so that answers
+    come back to the right requester whatever ids apps choose, write it anew
+    (what was read, and only that) to the agent's provider; read the answer
+    (orjson) to find its requester, and send it the answer's bytes with its
+    own id back in ``replyTo``. The agent's other apps get the bytes as they
+    are (the protocol's rule: an answer is an event for all of the agent's apps).
+    """
+
+    def __init__(self) -> None:
+        self.agents: dict[str, _Agent] = {}
+        #: The forwarder's request id -> (requester, the requester's own id).
+        self.pending: dict[str, tuple[ServerConnection, str]] = {}
+        self.counter = 0
+
+    async def handler(self, ws: ServerConnection) -> None:
+        hello = orjson.loads(await ws.recv())
+        data = hello.get("data") if isinstance(hello, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("agent"), str):
+            await ws.close(1008, "Hello names no agent")
+            return
+        name = data["agent"]
+        agent = self.agents.get(name)
+        if agent is None:
+            agent = self.agents[name] = _Agent()
+        await ws.send(WELCOME)
+        try:
+            if data.get("role") == "provider":
+                agent.provider = ws
+                await self._answers(ws, agent)
+            else:
+                agent.apps.add(ws)
+                await self._requests(ws, agent)
+        finally:
+            if agent.provider is ws:
+                agent.provider = None
+            agent.apps.discard(ws)
+            if agent.provider is None and not agent.apps:
+                del self.agents[name]
+
+    async def _requests(self, ws: ServerConnection, agent: _Agent) -> None:
+        pending = self.pending
         async for message in ws:
             envelope = orjson.loads(message)  # parsed, never validated
-            if isinstance(envelope, dict) and self.provider is not None:
-                broadcast([self.provider], message)
+            provider = agent.provider
+            if not isinstance(envelope, dict) or provider is None:
+                continue
+            self.counter += 1
+            request_id = f"f-{self.counter}"
+            own = envelope.get("id")
+            pending[request_id] = (ws, own if isinstance(own, str) else request_id)
+            envelope["id"] = request_id
+            broadcast((provider,), orjson.dumps(envelope), text=True)
 
-    async def _provider_events(self, ws: ServerConnection) -> None:
+    async def _answers(self, ws: ServerConnection, agent: _Agent) -> None:
+        pending = self.pending
         async for message in ws:
             envelope = orjson.loads(message)
-            if isinstance(envelope, dict):
-                broadcast(self.apps, message)
+            if not isinstance(envelope, dict):
+                continue
+            reply_to = envelope.get("replyTo")
+            waiting = pending.pop(reply_to, None) if isinstance(reply_to, str) else None
+            if waiting is None:
+                broadcast(agent.apps, message)
+                continue
+            requester, own = waiting
+            others = [app for app in agent.apps if app is not requester]
+            if others:
+                broadcast(others, message)
+            if own != reply_to:
+                assert isinstance(message, str)
+                # The forwarder's ids need no escaping; the requester's may.
+                message = message.replace(f'"replyTo":"{reply_to}"', '"replyTo":' + orjson.dumps(own).decode(), 1)
+            broadcast((requester,), message)
 
 
 async def main(kind: str, host: str, port: int) -> None:
-    bare = Bare(kind)
+    bare = Forwarder() if kind == "forwarder" else Bare(kind)
     stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_signal() -> None:

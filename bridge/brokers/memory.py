@@ -62,7 +62,9 @@ class MemoryBroker(Broker):
         self._followed: set[str] = set()
         #: A supervisor of every agent is here: every agent is followed.
         self._all = False
-        self._retained: RetainedFrames[RetainedFrame] = RetainedFrames()
+        #: A slot set by a publication keeps the publication itself (its data and position):
+        #: the frozen RetainedFrame is made when the slots are read, at a join, not per event.
+        self._retained: RetainedFrames[RetainedFrame | Publication] = RetainedFrames()
         self._providers: dict[str, str] = {}
         self._streams = AgentStreams(
             history_size, history_ttl, limit=MAX_KNOWN_AGENTS, max_bytes=history_max_bytes, clock=clock
@@ -134,7 +136,7 @@ class MemoryBroker(Broker):
             self._streams.append(agent, publication)
         if retain is not None:
             if retain.keep:
-                self._retained.set(agent, retain.slot, RetainedFrame(publication.data, publication.position))
+                self._retained.set(agent, retain.slot, publication)
             else:
                 self._retained.drop(agent, retain.slot)
         if self._handler is not None and (self._all or agent in self._followed):
@@ -153,7 +155,10 @@ class MemoryBroker(Broker):
         self._retained.drop(agent, slot)
 
     async def get_retained(self, agent: str) -> list[RetainedFrame]:
-        return self._retained.frames(agent)
+        return [
+            frame if type(frame) is RetainedFrame else RetainedFrame(frame.data, frame.position)
+            for frame in self._retained.frames(agent)
+        ]
 
     async def claim_provider(self, agent: str, connection_id: str) -> None:
         self._providers[agent] = connection_id

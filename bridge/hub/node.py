@@ -41,6 +41,7 @@ from bridge.hub.core.outputs import (
 from bridge.hub.core.positions import Missed
 from bridge.hub.core.router import Joined, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import PROTOCOL_VERSION
+from bridge.protocol.retention import RetainDecision
 from bridge.protocol.tokens import EVERY_AGENT
 
 log = logging.getLogger("bridge.node")
@@ -48,6 +49,8 @@ log = logging.getLogger("bridge.node")
 #: Decisions carried out at once, without awaiting anything (dispatched by exact type: the hot path).
 _IMMEDIATE: frozenset[type] = frozenset({Send, Deliver, Watch, Close, Attach, Detach})
 _SUBSCRIPTION_CHANGES: frozenset[type] = frozenset({Follow, Unfollow})
+#: Retention decisions whose broker form is kept at most (see :meth:`Node._retain_change`).
+_RETAIN_CHANGES_KEPT = 1024
 
 
 class Transport(Protocol):
@@ -104,6 +107,8 @@ class Node:
         #: The deadline the timer waits for (``None``: it waits for a request).
         self._timer_target: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: The broker's form of each retention decision made lately (see :meth:`_retain_change`).
+        self._retain_changes: dict[RetainDecision, RetainChange] = {}
         self.broker_healthy = True
 
     # --- lifecycle -------------------------------------------------------------
@@ -172,7 +177,7 @@ class Node:
                 self._do(output)  # type: ignore[arg-type]
             elif kind is Publish:
                 event: Publish = output  # type: ignore[assignment]
-                retain = None if event.retain is None else RetainChange(event.retain.slot, event.retain.keep)
+                retain = None if event.retain is None else self._retain_change(event.retain)
                 await self.broker.publish(
                     event.agent, Publication(PublicationType.EVENT, event.data, event.reply_to), retain
                 )
@@ -207,6 +212,21 @@ class Node:
                 assert isinstance(output, Release)
                 await self.broker.release_provider(output.agent, output.connection_id)
 
+    def _retain_change(self, decision: RetainDecision) -> RetainChange:
+        """The broker's form of a retention decision, made once per slot and kept (it is frozen).
+
+        A retained event names one slot per kind (or per kind and key): making
+        the frozen record anew for each event would cost more than finding it.
+        The cache is bounded: keyed slots (one per call, say) come and go.
+        """
+        changes = self._retain_changes
+        change = changes.get(decision)
+        if change is None:
+            if len(changes) >= _RETAIN_CHANGES_KEPT:
+                changes.clear()
+            change = changes[decision] = RetainChange(decision.slot, decision.keep)
+        return change
+
     def _do(self, output: Send | Deliver | Watch | Close | Attach | Detach) -> None:
         """Carry out a decision that needs no waiting: a socket write, a close, a group change."""
         kind = type(output)
@@ -218,11 +238,7 @@ class Node:
             self._watch(output.agent, output.data, output.skip)
         elif kind is Send:
             assert isinstance(output, Send)
-            transport = self.transports.get(output.connection_id)
-            if transport is not None:
-                transport.send(output.data)
-                if output.error_type is not None:
-                    self.observer.error_sent(output.error_type)
+            self._send(output)
         elif kind is Close:
             assert isinstance(output, Close)
             transport = self.transports.get(output.connection_id)
@@ -243,6 +259,13 @@ class Node:
                 group.pop(output.connection_id, None)
                 if not group and group is not self.everyone:
                     del groups[output.agent]
+
+    def _send(self, output: Send) -> None:
+        transport = self.transports.get(output.connection_id)
+        if transport is not None:
+            transport.send(output.data)
+            if output.error_type is not None:
+                self.observer.error_sent(output.error_type)
 
     def _group_of(self, agent: str, watch: bool) -> dict[str, Transport]:
         if not watch:
@@ -376,10 +399,28 @@ class Node:
         self._run_now(self.router.resync())
 
     def _run_now(self, outputs: list[Output]) -> None:
-        """Carry out decisions from a synchronous callback: inline when nothing needs awaiting."""
-        if len(outputs) == 1 and type(outputs[0]) is Deliver:  # an event: the hot path
-            self._deliver(outputs[0].agent, outputs[0].data, outputs[0].skip)
-            return
+        """Carry out decisions from a synchronous callback: inline when nothing needs awaiting.
+
+        The shapes of the hot paths are carried out without the dispatch:
+        an event (one ``Deliver``), a request handed to this node's provider
+        (one ``Send``), and an answer (``Deliver`` to the others, then
+        ``Send`` to its requester).
+        """
+        count = len(outputs)
+        if count == 1:
+            output = outputs[0]
+            if type(output) is Deliver:
+                self._deliver(output.agent, output.data, output.skip)
+                return
+            if type(output) is Send:
+                self._send(output)
+                return
+        elif count == 2:
+            first, second = outputs
+            if type(first) is Deliver and type(second) is Send:
+                self._deliver(first.agent, first.data, first.skip)
+                self._send(second)
+                return
         for output in outputs:
             if type(output) not in _IMMEDIATE:
                 self._spawn(self.run(outputs))

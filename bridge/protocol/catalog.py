@@ -317,7 +317,9 @@ class Catalog:
 
     def __init__(self, specs: Iterable[KindSpec]) -> None:
         self._by_name: dict[Kind, list[KindSpec]] = {}
-        self._decided: dict[tuple[Kind, str, str], Verdict] = {}
+        #: Decisions by (kind, whether the frame has a ``message``, sender): the shape a frame
+        #: claims follows from the first two (:func:`envelope_shape`), so it is worked out on a miss only.
+        self._decided: dict[tuple[Kind, bool, str], Verdict] = {}
         for spec in specs:
             self._by_name.setdefault(spec.kind, []).append(spec)
 
@@ -353,11 +355,10 @@ class Catalog:
         deep frame is what costs, and a valid frame's depth is its schema's
         business (the built-in schemas admit no free nesting at all).
         """
-        shape = envelope_shape(envelope, kind)
-        key = (kind, shape, sender)
+        key = (kind, "message" in envelope, sender)
         decided = self._decided.get(key)
         if decided is None:
-            decided = self._decide(kind, shape, sender)
+            decided = self._decide(kind, envelope_shape(envelope, kind), sender)
             # Cache only names a schema spells: an unknown name, or any channel
             # of a wildcard kind (``<channel>/Error/ApiError``), is one a client
             # made up, and a cache keyed by those would grow without bound.

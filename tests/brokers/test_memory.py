@@ -8,7 +8,15 @@ bounded in time as well as in size; streams are bounded in number.
 
 from __future__ import annotations
 
-from bridge.brokers import HistoryRead, MemoryBroker, Position, Publication, PublicationType
+from bridge.brokers import (
+    HistoryRead,
+    MemoryBroker,
+    Position,
+    Publication,
+    PublicationType,
+    RetainChange,
+    RetainedFrame,
+)
 from bridge.brokers.streams import AgentStreams
 
 from .recorder import Recorder
@@ -144,3 +152,16 @@ def test_the_byte_count_follows_every_way_an_entry_leaves() -> None:
     assert streams.bytes_kept == 60
     streams.drop("a2")
     assert streams.bytes_kept == 10
+
+
+async def test_a_published_retained_frame_reads_back_as_a_retained_frame_with_its_position() -> None:
+    broker = MemoryBroker()
+    await broker.start(Recorder())
+    await broker.follow("a1")
+    await broker.publish("a1", Publication(PublicationType.EVENT, b"xxxxx"), RetainChange("slot", keep=True))
+    await broker.set_retained("a1", "other", b"set")
+    top = await broker.position("a1")
+    assert await broker.get_retained("a1") == [RetainedFrame(b"xxxxx", top), RetainedFrame(b"set", None)]
+    [kept] = (await broker.history("a1", Position(top.epoch, 0))).publications
+    assert kept == Publication(PublicationType.EVENT, b"xxxxx", position=top)
+    await broker.close()

@@ -574,7 +574,8 @@ class Router:
                 delivered[answers] = True  # its first answer: free
             elif not bucket.take(self.clock()):
                 return self._over_limit(peer, bucket, frame)
-        reply_to = _reply_to(envelope)
+        # The frame's own id (what an error about it answers) is read only on the paths that
+        # refuse it: a routed frame never needs it, and nothing changes it before.
         kind = protocol.kind_of(envelope)
         if kind is None:
             why = (
@@ -582,17 +583,18 @@ class Router:
                 if not isinstance(envelope, dict)
                 else "channel, topic and subtopic must all be strings"
             )
-            return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, None, reply_to)]
+            return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, None, _reply_to(envelope))]
         if kind == HELLO:
-            return [self._error(cid, ErrorType.FORBIDDEN, "Hello was already accepted", kind, reply_to)]
+            return [self._error(cid, ErrorType.FORBIDDEN, "Hello was already accepted", kind, _reply_to(envelope))]
         if peer.role is Role.SUPERVISOR:
-            return self._from_supervisor(peer, envelope, kind, reply_to)
+            return self._from_supervisor(peer, envelope, kind, _reply_to(envelope))
         verdict = self._check(envelope, kind, peer.role)
         spec = verdict.spec
         if verdict.problem is not None or spec is None:
-            return [self._error(cid, _PROBLEMS[verdict.problem or "unknown"], verdict.detail, kind, reply_to)]
+            problem = _PROBLEMS[verdict.problem or "unknown"]
+            return [self._error(cid, problem, verdict.detail, kind, _reply_to(envelope))]
         if kind == REFRESH:
-            return self._refresh(peer, envelope["data"]["token"], reply_to)
+            return self._refresh(peer, envelope["data"]["token"], _reply_to(envelope))
         agent = peer.agents[0]  # an app or a provider follows one agent
         if spec.shape == "request":
             return [self._request(peer, agent, envelope, kind, spec.timeout)]
@@ -602,12 +604,13 @@ class Router:
         try:
             data = orjson.dumps(envelope)
         except orjson.JSONEncodeError as exc:  # nested past what orjson writes (a free-form schema)
-            return [self._error(cid, ErrorType.SCHEMA_VIOLATION, f"$: cannot be forwarded: {exc}", kind, reply_to)]
+            why = f"$: cannot be forwarded: {exc}"
+            return [self._error(cid, ErrorType.SCHEMA_VIOLATION, why, kind, _reply_to(envelope))]
         answers = envelope.get("replyTo")  # valid per the schema: absent or a short string
         if spec.shape == "event":
             if "offset" in envelope or "epoch" in envelope or "recovered" in envelope:
                 why = f"{', '.join(HUB_KEYS)} are set by the hub: send the event without them"
-                return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, kind, reply_to)]
+                return [self._error(cid, ErrorType.INVALID_ENVELOPE, why, kind, _reply_to(envelope))]
             retain = spec.retain.decide(envelope) if spec.retain is not None else None
             return [Publish(agent, data, answers, retain)]
         if answers is None:
