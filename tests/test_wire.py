@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from importlib.metadata import version
+from typing import Any
 
 import pytest
 import websockets
@@ -119,3 +120,69 @@ def test_the_frame_cache_serializes_once_per_payload() -> None:
 def test_the_hubs_text_frame_is_the_librarys_byte_for_byte(size: int) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
     assert wire.text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False, extensions=[])
+
+
+async def _budgeted_server(handler: Any) -> Any:
+    return serve(handler, "127.0.0.1", 0, compression=None, max_queue=32,
+                 create_connection=wire.BudgetedConnection)
+
+
+async def test_a_burst_past_the_read_queue_and_fragmented_messages_arrive_whole_and_in_order() -> None:
+    """The frame queue the hub swaps into websockets (wire.FrameQueue) behaves as its deque did."""
+    got: list[str] = []
+    kinds: list[type] = []
+
+    async def handler(connection: ServerConnection) -> None:
+        kinds.append(type(connection.recv_messages.frames.queue))
+        for _ in range(200 + 2):
+            got.append(await connection.recv())
+
+    async with await _budgeted_server(handler) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as client:
+            # 200 frames at once: more than max_queue, so reading pauses and resumes.
+            await asyncio.gather(*(client.send(f'{{"n":{n}}}') for n in range(200)))
+            await client.send(["frag", "mented", " one"])  # fragmented: three frames, one message
+            await client.send(iter(["two", "!"]))
+            for _ in range(100):
+                if len(got) == 202:
+                    break
+                await asyncio.sleep(0.02)
+    assert kinds == [wire.FrameQueue]
+    assert got == [f'{{"n":{n}}}' for n in range(200)] + ["fragmented one", "two!"]
+
+
+async def test_a_send_waiting_for_a_slow_reader_completes_once_it_reads() -> None:
+    """websockets' drain waiters (a list in BudgetedConnection) still wake a paused writer."""
+    sent = asyncio.Event()
+
+    async def handler(connection: ServerConnection) -> None:
+        assert isinstance(connection.drain_waiters, list)
+        await connection.send("x" * (32 << 20))  # past the kernel buffers: the send waits for the reader
+        sent.set()
+        await connection.wait_closed()
+
+    async with await _budgeted_server(handler) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None) as client:
+            client.transport.pause_reading()  # a client that stops reading
+            await asyncio.sleep(0.3)
+            assert not sent.is_set()
+            client.transport.resume_reading()
+            assert len(await asyncio.wait_for(client.recv(), 10)) == 32 << 20
+            await asyncio.wait_for(sent.wait(), 10)
+
+
+async def test_the_handshake_headers_are_not_kept_once_the_client_is_in() -> None:
+    """A connection keeps neither its request's nor its response's headers (memory per idle app)."""
+    from bridge.hub.config import HubConfig
+    from bridge.hub.server import HubServer
+
+    async with HubServer(HubConfig(port=0, open_mode=True)) as hub, connect(hub.url, compression=None) as client:
+        await client.send('{"channel":"Bridge","topic":"Session","subtopic":"Hello",'
+                          '"source":"t","data":{"agent":"agent1","role":"app"}}')
+        await asyncio.wait_for(client.recv(), 5)
+        assert hub._server is not None
+        (connection,) = list(hub._server.connections)
+        assert connection.request is not None and len(connection.request.headers) == 0
+        assert connection.response is not None and len(connection.response.headers) == 0

@@ -21,7 +21,13 @@ that are not public API:
   and installed with ``serve(create_connection=...)``;
 * ``Connection.connection_lost_waiter``, the future that resolves when the
   socket is gone (:func:`lost`), which tells when a plain HTTP response has
-  left the hub's memory.
+  left the hub's memory;
+* for the memory of an idle connection (issue 15: each of these is kept per
+  connection for its whole life): ``Connection.drain_waiters`` and the
+  assembler's ``recv_messages.frames.queue`` (deques, replaced by lists),
+  ``Connection.logger`` and ``protocol.logger`` (one shared logger instead of
+  an adapter per connection), and ``connection.request``/``response``, whose
+  headers the server clears once the handshake is over.
 
 ``tests/test_wire.py`` checks each of these against the installed release, and
 ``pyproject.toml`` bounds the ``websockets`` versions it was checked with. A
@@ -31,10 +37,12 @@ release that changes them fails that test loudly instead of corrupting frames.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame
 from websockets.protocol import State
 
 #: The ``websockets`` major versions this module was checked with (see pyproject.toml).
@@ -82,9 +90,30 @@ _frames = FrameCache()
 
 _OPEN: Final = State.OPEN
 
+_LOGGER: Final = logging.getLogger("websockets.server")
+
 #: Unsent bytes a connection may have before it has said Hello: what the hub
 #: sends then (a Welcome and its replay, or a refusal) is far smaller.
 PRE_HELLO_BUDGET: Final = 64 * 1024
+
+
+class FrameQueue(list[Frame]):
+    """A connection's unread frames: a list with the two deque methods websockets calls on it.
+
+    websockets queues them in a deque, and an empty deque holds a 64-slot
+    block (760 bytes per idle connection); an empty list holds 56. The queue
+    never passes ``max_queue`` frames (32), so taking from the front of a list
+    costs nothing that matters.
+    """
+
+    __slots__ = ()
+
+    def popleft(self) -> Frame:
+        return self.pop(0)
+
+    def extendleft(self, frames: Iterable[Frame]) -> None:
+        for frame in frames:
+            self.insert(0, frame)
 
 
 class BudgetedConnection(ServerConnection):
@@ -105,8 +134,20 @@ class BudgetedConnection(ServerConnection):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # One logger for every connection: websockets wraps its logger per
+        # connection (a LoggerAdapter, a dict and a weakref proxy, ~0.3 KiB)
+        # only to name the connection in its own debug lines.
+        self.protocol.logger = self.logger = _LOGGER
         self.send_budget: int = PRE_HELLO_BUDGET
         self.over_budget: Callable[[], None] | None = None
+        # A list for websockets' deque of drain waiters: an empty deque holds a
+        # 64-slot block (760 bytes per connection), an empty list 56 bytes.
+        # websockets only appends, removes and iterates it, while writing is paused.
+        self.drain_waiters = []  # type: ignore[assignment]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.recv_messages.frames.queue = FrameQueue()  # type: ignore[assignment]  # see FrameQueue
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
