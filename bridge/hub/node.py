@@ -59,6 +59,10 @@ class Transport(Protocol):
     def send(self, data: bytes) -> None:
         """Queue ``data`` as one text frame; never blocks."""
 
+    def send_batch(self, payloads: list[bytes]) -> None:
+        """Queue each payload as its own text frame, in order; never blocks. The list is shared
+        by every recipient of the batch and must not be changed."""
+
     def close(self, code: int, reason: str, cause: str | None = None) -> None:
         """Close the connection (after what is already queued); ``cause``: its metrics label, if counted."""
 
@@ -109,6 +113,8 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: The broker's form of each retention decision made lately (see :meth:`_retain_change`).
         self._retain_changes: dict[RetainDecision, RetainChange] = {}
+        #: This loop turn's events, by agent, not yet handed to the agent's connections (see _batch).
+        self._batched: dict[str, list[bytes]] = {}
         self.broker_healthy = True
 
     # --- lifecycle -------------------------------------------------------------
@@ -174,6 +180,10 @@ class Node:
         for output in outputs:
             kind = type(output)
             if kind in _IMMEDIATE:
+                # A write or a group change: after the batched events. (The broker's
+                # steps need not wait: what they deliver comes back through _run_now.)
+                if self._batched:
+                    self._flush_batches()
                 self._do(output)  # type: ignore[arg-type]
             elif kind is Publish:
                 event: Publish = output  # type: ignore[assignment]
@@ -409,6 +419,13 @@ class Node:
         count = len(outputs)
         if count == 1:
             output = outputs[0]
+            if type(output) is Deliver and output.skip is None:  # an event from the broker: the fan-out path
+                self._batch(output.agent, output.data)
+                return
+        if self._batched:  # whatever comes next reaches each connection after the batched events
+            self._flush_batches()
+        if count == 1:
+            output = outputs[0]
             if type(output) is Deliver:
                 self._deliver(output.agent, output.data, output.skip)
                 return
@@ -427,6 +444,45 @@ class Node:
                 return
         for output in outputs:
             self._do(output)  # type: ignore[arg-type]
+
+    def _batch(self, agent: str, data: bytes) -> None:
+        """Deliver an event at the end of this loop turn, with the agent's other events of the turn.
+
+        A provider's burst is read in one turn. Delivered one by one, each event
+        cost one step per app; batched, each app gets the turn's events in one
+        step (:meth:`Transport.send_batch`: frames built and joined once for all).
+        Order is kept by one rule: before any other decision is carried out
+        (a ``Send``, an ``Attach``, a ``Close``...), the batches are handed out
+        (:meth:`_flush_batches`), so nothing overtakes an event and a group's
+        members cannot change while a batch waits.
+        """
+        batched = self._batched
+        payloads = batched.get(agent)
+        if payloads is None:
+            if not batched:
+                asyncio.get_running_loop().call_soon(self._flush_batches)
+            batched[agent] = [data]
+        else:
+            payloads.append(data)
+
+    def _flush_batches(self) -> None:
+        """Hand the batched events to their agents' connections: one call per connection and agent."""
+        batched = self._batched
+        if not batched:
+            return
+        self._batched = {}
+        for agent, payloads in batched.items():
+            group = self.groups.get(agent)
+            if not group:
+                continue
+            if len(payloads) == 1:
+                data = payloads[0]
+                for transport in group.values():
+                    transport.send(data)
+            else:
+                for transport in group.values():
+                    transport.send_batch(payloads)
+            self.observer.frame_out("event", len(group) * len(payloads))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -73,6 +73,13 @@ class SocketTransport:
             return
         self.drop_slow()
 
+    def send_batch(self, payloads: list[bytes]) -> None:
+        if self.max_buffer != self.base_buffer:
+            self._allowance(sum(map(len, payloads)))
+        if self.closing or self.outbox.write_texts(self.connection, payloads, self.max_buffer):
+            return
+        self.drop_slow()
+
     def allow(self, extra: int) -> None:
         """Let ``extra`` more bytes wait unsent without the client counting as slow.
 

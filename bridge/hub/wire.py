@@ -88,6 +88,28 @@ def text_frame(payload: bytes) -> bytes:
 _frames = FrameCache()
 
 
+class BatchCache:
+    """The wire form of a list of payloads fanned out together: their frames, joined once for all recipients.
+
+    The list is held, so its identity cannot be reused while its bytes are cached.
+    """
+
+    __slots__ = ("joined", "payloads")
+
+    def __init__(self) -> None:
+        self.payloads: list[bytes] = []
+        self.joined = b""
+
+    def frames(self, payloads: list[bytes]) -> bytes:
+        if payloads is not self.payloads:
+            self.joined = b"".join([text_frame(payload) for payload in payloads])
+            self.payloads = payloads
+        return self.joined
+
+
+_batches = BatchCache()
+
+
 _OPEN: Final = State.OPEN
 
 _LOGGER: Final = logging.getLogger("websockets.server")
@@ -227,6 +249,37 @@ class Outbox:
         if not self._queued:
             asyncio.get_running_loop().call_soon(self.flush_all)
         self._queued[connection] = _Queued(_frames.text(data), backlog)
+        return True
+
+    def write_texts(self, connection: ServerConnection, payloads: list[bytes], max_buffer: int) -> bool:
+        """Queue each payload as its own text frame, in order; as :meth:`write_text` for the budget.
+
+        For a batch fanned out to many connections (:meth:`bridge.hub.node.Node` batches
+        the events of one turn): the frames are built and joined once per batch
+        (:class:`BatchCache`), so each recipient costs one queue step, not one per frame.
+        """
+        protocol = connection.protocol
+        if protocol.state is not _OPEN:
+            return True
+        queued = self._queued.get(connection)
+        if queued is not None:
+            if queued.backlog + queued.size > max_buffer:
+                return False
+            joined = _batches.frames(payloads)
+            queued.frames.append(joined)
+            queued.size += len(joined)
+            return True
+        backlog = connection.transport.get_write_buffer_size()
+        if backlog > max_buffer:
+            return False
+        if protocol.extensions:  # compression: each connection compresses its own frames
+            for payload in payloads:
+                protocol.send_text(payload)
+            connection.send_data()
+            return True
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self.flush_all)
+        self._queued[connection] = _Queued(_batches.frames(payloads), backlog)
         return True
 
     def unsent(self, connection: ServerConnection) -> int:
