@@ -10,7 +10,12 @@ targets, in rotating order over the repetitions:
 * ``hub``: one hub node with the in-memory broker (the reference);
 * ``bare``: the bare baseline of each benchmark.
 
-Ratios printed: redis2 / hub and redis2 / bare. Redis itself is the
+Ratios printed: redis2 / hub and redis2 / bare. ``--versus PATH`` adds a
+fourth target, ``redis2-vs``: the same two nodes run from the copy of the
+``bridge`` package at PATH (made with ``git archive HEAD bridge schemas | tar
+-x -C PATH``, then changed), in the same rotation, so a change to the Redis
+path is measured against the tree in one run (ratio redis2-vs / redis2).
+Redis itself is the
 machine's service (not pinned, shared with anything else using it); its CPU
 over the window is printed. Keys under the run's prefix are deleted at the
 end. Needs ``bridge.brokers.redis`` and a reachable Redis
@@ -19,14 +24,17 @@ why and exits 0 without figures.
 
     .venv/bin/python benchmarks/bench_redis.py            # ~3 min
     .venv/bin/python benchmarks/bench_redis.py --quick
+    .venv/bin/python benchmarks/bench_redis.py --quick --versus /tmp/other-copy
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,11 +44,27 @@ import bench_roundtrip
 import common as c
 
 TARGETS = ("redis2", "hub", "bare")
+#: The two nodes run from the copy of the package given with --versus.
+VERSUS = "redis2-vs"
 
 
-def rotate(rep: int) -> tuple[str, ...]:
-    k = rep % len(TARGETS)
-    return TARGETS[k:] + TARGETS[:k]
+def rotate(targets: tuple[str, ...], rep: int) -> tuple[str, ...]:
+    k = rep % len(targets)
+    return targets[k:] + targets[:k]
+
+
+@contextlib.contextmanager
+def servers_of(target: str, versus: str | None) -> Iterator[str]:
+    """The target a session starts: VERSUS is "redis2" with its hubs run from ``versus``."""
+    if target != VERSUS:
+        yield target
+        return
+    saved = c.HUB_PYTHONPATH
+    c.HUB_PYTHONPATH = versus  # read by common.start_hub at each start
+    try:
+        yield "redis2"
+    finally:
+        c.HUB_PYTHONPATH = saved
 
 
 def main() -> None:
@@ -48,10 +72,14 @@ def main() -> None:
     c.common_args(parser)
     parser.add_argument("--n", type=int, action="append", help="Fan-out apps (repeatable; default 100 and 1000).")
     parser.add_argument("--apps", type=int, action="append", help="Round-trip apps (repeatable; default 1 and 50).")
+    parser.add_argument("--versus", metavar="PATH",
+                        help=f"Add the target {VERSUS}: two nodes run from the bridge package copy at PATH.")
     args = parser.parse_args()
     ns = args.n or [100, 1000]
     counts = args.apps or [1, 50]
     reps = args.reps or (1 if args.quick else 2)
+    targets = (*TARGETS, VERSUS) if args.versus else TARGETS
+    versus = str(Path(args.versus).resolve()) if args.versus else None
     sat_secs, lat_secs, rt_secs = (1.5, 2.5, 1.5) if args.quick else (2.0, 3.5, 2.5)
 
     c.apply_common(args)
@@ -67,8 +95,12 @@ def main() -> None:
     prefix = f"bench-{os.getpid()}"
     cleanup = c.Cleanup()
     c.install_deadline(args.timeout, cleanup)
-    print(f"with Redis ({c.REDIS_URL}, prefix {prefix}): fan-out N={ns}, round trip apps={counts}, {reps} reps",
-          flush=True)
+    print(f"with Redis ({c.REDIS_URL}, prefix {prefix}): fan-out N={ns}, round trip apps={counts}, {reps} reps"
+          + (f"; {VERSUS} from {versus}" if versus else ""), flush=True)
+
+    def prefix_of(kind: str, n: int, rep: int, target: str) -> str:
+        # Each two-node target has its own keys: the second must not start on the first's streams.
+        return f"{prefix}-{kind}{n}-{rep}" + ("v" if target == VERSUS else "")
 
     fan: list[dict[str, Any]] = []
     rt: list[dict[str, Any]] = []
@@ -76,35 +108,37 @@ def main() -> None:
         for n in ns:
             procs = 2 if n >= 500 else 1
             for rep in range(reps):
-                for target in rotate(rep):
-                    r = bench_fanout.session(target, n, procs, sat_secs, lat_secs, cleanup,
-                                             redis_prefix=f"{prefix}-f{n}-{rep}")
-                    r["rep"] = rep
+                for target in rotate(targets, rep):
+                    with servers_of(target, versus) as started:
+                        r = bench_fanout.session(started, n, procs, sat_secs, lat_secs, cleanup,
+                                                 redis_prefix=prefix_of("f", n, rep, target))
+                    r["target"], r["rep"] = target, rep
                     fan.append(r)
                     redis_cpu = f", redis cpu {r['redis_cpu']:.0%}" if r.get("redis_cpu") is not None else ""
-                    print(f"  fan-out N={n:<5} rep {rep} {target:6}: {r['throughput']:>9,.0f} msg/s (server cpu "
+                    print(f"  fan-out N={n:<5} rep {rep} {target:9}: {r['throughput']:>9,.0f} msg/s (server cpu "
                           f"{r['server_cpu']:.0%}, load cpu {r['load_cpu']:.0%}{redis_cpu})  p50 {r['p50_us']:,.0f} µs"
                           f"  p99 {r['p99_us']:,.0f} µs  [{r['lat_samples']}/{r['lat_expected']} samples, "
                           f"lost {r['lost']}]", flush=True)
         for n in counts:
             for rep in range(reps):
-                for target in rotate(rep):
-                    r = bench_roundtrip.session(target, n, rt_secs, cleanup, redis_prefix=f"{prefix}-r{n}-{rep}")
-                    r["rep"] = rep
+                for target in rotate(targets, rep):
+                    with servers_of(target, versus) as started:
+                        r = bench_roundtrip.session(started, n, rt_secs, cleanup,
+                                                    redis_prefix=prefix_of("r", n, rep, target))
+                    r["target"], r["rep"] = target, rep
                     rt.append(r)
                     redis_cpu = f", redis cpu {r['redis_cpu']:.0%}" if r.get("redis_cpu") is not None else ""
-                    print(f"  round trip apps={n:<3} rep {rep} {target:6}: {r['rt_per_s']:>8,.0f} rt/s (server cpu "
+                    print(f"  round trip apps={n:<3} rep {rep} {target:9}: {r['rt_per_s']:>8,.0f} rt/s (server cpu "
                           f"{r['server_cpu']:.0%}, load cpu {r['load_cpu']:.0%}{redis_cpu})  p50 {r['p50_us']:,.0f} µs"
                           f"  p99 {r['p99_us']:,.0f} µs  [{r['errors']} errors, {r['stuck']} unanswered]", flush=True)
     finally:
         cleanup()
         removed = 0
-        for n in ns:
-            for rep in range(reps):
-                removed += c.redis_cleanup(f"{prefix}-f{n}-{rep}")
-        for n in counts:
-            for rep in range(reps):
-                removed += c.redis_cleanup(f"{prefix}-r{n}-{rep}")
+        for kind, values in (("f", ns), ("r", counts)):
+            for n in values:
+                for rep in range(reps):
+                    for target in ("redis2", VERSUS):
+                        removed += c.redis_cleanup(prefix_of(kind, n, rep, target))
         print(f"(deleted {removed} Redis keys left under {prefix}-*)")
 
     def med(runs: list[dict[str, Any]], field: str, value: int, target: str, key: str) -> float:
@@ -113,7 +147,7 @@ def main() -> None:
     fan_summary, fan_rows = [], []
     for n in ns:
         s: dict[str, Any] = {"n": n}
-        for t in TARGETS:
+        for t in targets:
             for key in ("throughput", "p50_us", "p99_us"):
                 s[f"{t}_{key}"] = med(fan, "n", n, t, key)
         s["vs_hub"] = c.ratio(s["redis2_throughput"], s["hub_throughput"])
@@ -127,7 +161,7 @@ def main() -> None:
     rt_summary, rt_rows = [], []
     for n in counts:
         s = {"apps": n}
-        for t in TARGETS:
+        for t in targets:
             for key in ("rt_per_s", "p50_us", "p99_us"):
                 s[f"{t}_{key}"] = med(rt, "apps", n, t, key)
         s["vs_hub"] = c.ratio(s["redis2_rt_per_s"], s["hub_rt_per_s"])
@@ -143,8 +177,22 @@ def main() -> None:
     print(f"\nwith Redis, round trip, medians of {reps} reps (rt/s; latency µs)")
     print(c.table(["apps", "2 nodes rt/s", "1 node rt/s", "bare rt/s", "x 1 node", "x bare", "2n p50", "1n p50",
                    "2n p99", "1n p99"], rt_rows))
+    if versus:
+        print(f"\n{VERSUS} (two nodes from {versus}) against redis2 (two nodes from the tree), same runs")
+        rows = []
+        for fs in fan_summary:
+            rows.append([f"fan-out N={fs['n']}", fs[f"{VERSUS}_throughput"], fs["redis2_throughput"],
+                         c.ratio(fs[f"{VERSUS}_throughput"], fs["redis2_throughput"]),
+                         c.ratio(fs[f"{VERSUS}_throughput"], fs["hub_throughput"]), fs["vs_hub"]])
+        for rs in rt_summary:
+            rows.append([f"round trip apps={rs['apps']}", rs[f"{VERSUS}_rt_per_s"], rs["redis2_rt_per_s"],
+                         c.ratio(rs[f"{VERSUS}_rt_per_s"], rs["redis2_rt_per_s"]),
+                         c.ratio(rs[f"{VERSUS}_rt_per_s"], rs["hub_rt_per_s"]), rs["vs_hub"]])
+        print(c.table(["run", f"{VERSUS} /s", "redis2 /s", "x redis2", f"{VERSUS} x 1 node", "redis2 x 1 node"],
+                      rows))
     path = c.save_results("redis", {"machine": info, "params": {"n": ns, "apps": counts, "reps": reps,
-                                    "redis": c.REDIS_URL, "hub_flags": c.HUB_BENCH_FLAGS},
+                                    "redis": c.REDIS_URL, "hub_flags": c.HUB_BENCH_FLAGS,
+                                               "versus": versus},
                                     "fanout_summary": fan_summary, "roundtrip_summary": rt_summary,
                                     "fanout_runs": fan, "roundtrip_runs": rt})
     print(f"results: {path}")

@@ -23,14 +23,17 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 from redis.asyncio.connection import SSLConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.exceptions import ConnectionClosed
 
 from bridge.brokers import Position, Publication, PublicationType
 from bridge.brokers.redis import RedisBroker
+from bridge.brokers.redis.client import subscription_client
 from bridge.brokers.redis.codec import decode_publication, decode_request, encode_publication, encode_request
 from bridge.brokers.redis.keys import RedisKeys
 from bridge.brokers.redis.retained import decode_frames
 from bridge.brokers.redis.settings import DEFAULT_HEARTBEAT, RedisSettings
+from bridge.brokers.redis.subscriptions import Subscriptions
 from bridge.hub.config import HubConfig
 from bridge.hub.server import HubServer
 
@@ -810,6 +813,39 @@ async def test_a_burst_arrives_complete_and_in_order(redis_url: str, prefix: str
     finally:
         for broker in (sender, by_name, by_pattern):
             await broker.close()
+
+
+async def test_a_silent_subscription_connection_ends_its_epoch(redis_url: str, prefix: str) -> None:
+    """The subscription reader waits on no timer: its watcher pings a connection that said
+    nothing for a heartbeat, so an idle connection that answers lives on; one that stops
+    answering (stalled, as a half-open connection would be) ends the reader with an error
+    once silent for ``silence``, which ends the broker's epoch."""
+    target = urlsplit(redis_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).start()
+    client = subscription_client(f"redis://127.0.0.1:{proxy.port}{target.path}", RedisSettings(timeout=1), "silent")
+    delivered: list[bytes] = []
+    subscriptions = Subscriptions(client, lambda _channel, payload, _via: delivered.append(payload),
+                                  timeout=1, heartbeat=0.1, silence=0.5)
+    channel = f"{prefix}:silent".encode()
+    try:
+        await within(subscriptions.open([channel]))
+        reader = subscriptions.reader
+        assert reader is not None
+        await asyncio.sleep(1.0)  # twice the silence, idle: the pongs keep it alive
+        assert not reader.done()
+        publisher = aioredis.from_url(redis_url)
+        try:
+            await publisher.publish(channel, b"still here")
+        finally:
+            await publisher.aclose()
+        await eventually(lambda: delivered == [b"still here"])
+        proxy.stall()
+        with pytest.raises(RedisConnectionError, match="stopped answering"):
+            await within(asyncio.shield(reader))
+    finally:
+        await subscriptions.close()
+        await client.aclose()
+        proxy.close()
 
 
 # --- backpressure ----------------------------------------------------------------------------------

@@ -13,12 +13,24 @@ one, which subscribes everything anew.
   confirmation. Redis confirms in order, so one queue of waiters per
   channel matches each confirmation to its ``SUBSCRIBE`` even when the
   channel is unsubscribed and subscribed again in between.
-* **Liveness.** An idle connection is pinged every ``heartbeat``; one
-  silent for ``silence`` seconds counts as lost (a half-open TCP connection
-  never says so itself).
+* **Liveness.** A watcher task looks at the connection every
+  ``heartbeat``: one that said nothing since its last look is pinged, and
+  one silent for ``silence`` seconds counts as lost (a half-open TCP
+  connection never says so itself), which ends the reader with an error.
 * **Dispatch.** Every message goes to ``on_message(channel, payload,
   via_pattern)`` in the order Redis sent it; a callback that raises costs
   that message only.
+* **A lean read path.** The reader reads the connection's replies itself
+  (``Connection.read_response``) instead of through ``PubSub.get_message``,
+  which adds to every message a retry wrapper, a health check, a timer, a
+  dict, and, with RESP3, the text of the whole message built for a debug
+  log line; the connection speaks RESP2 (:mod:`bridge.brokers.redis.client`),
+  where a publication is a plain array. The reader awaits no timer: the
+  watcher is what notices silence. Publications go straight to
+  ``on_message``; every other reply (confirmations, pongs) still goes
+  through redis-py's ``handle_message``, which keeps its record of the
+  channels. Messages already buffered are dispatched one after another
+  without a turn of the event loop in between (as ``get_message`` did).
 * **One pattern.** :meth:`Subscriptions.follow_pattern` subscribes a
   pattern (every agent's channel, for a supervisor of every agent). From
   Redis's confirmation on, :attr:`Subscriptions.patterned` is true: a
@@ -33,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -69,8 +82,12 @@ class Subscriptions:
         #: The channels subscribed (or being subscribed) in this epoch, with
         #: the waiter of their SUBSCRIBE: done once confirmed.
         self._channels: dict[bytes, asyncio.Future[None]] = {}
-        #: Reads the connection; started by :meth:`open`.
+        #: Reads the connection; started by :meth:`open`, with the watcher that checks it is alive.
         self.reader: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        #: Replies read so far (what the watcher looks at), and why the watcher ended the reader.
+        self._received = 0
+        self._failure: Exception | None = None
         self._closed = False
         #: Waiters for PSUBSCRIBE confirmations, in order; whether a pattern is in effect.
         self._pattern_confirmations: deque[asyncio.Future[None]] = deque()
@@ -82,6 +99,7 @@ class Subscriptions:
         """Subscribe to ``channels``, start the reader, and wait until Redis confirms them."""
         waiters = await self._send_subscribe(channels)
         self.reader = asyncio.create_task(self._read(), name="bridge-redis-reader")
+        self._watcher = asyncio.create_task(self._watch(), name="bridge-redis-watcher")
         await self._confirmed(waiters)
 
     async def subscribe(self, channels: Iterable[bytes]) -> None:
@@ -122,9 +140,11 @@ class Subscriptions:
         """End the epoch: stop the reader, free every waiter, close the connection."""
         self._closed = True
         reader, self.reader = self.reader, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)  # also retrieves its error
+        watcher, self._watcher = self._watcher, None
+        tasks = [task for task in (reader, watcher) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)  # also retrieves the reader's error
         for waiters in [*self._confirmations.values(), self._pattern_confirmations]:
             for waiter in waiters:
                 if not waiter.done():
@@ -179,21 +199,70 @@ class Subscriptions:
         raise RedisConnectionError("the subscription connection stopped")
 
     async def _read(self) -> None:
-        """Dispatch messages until the connection fails; ping it when idle."""
+        """Dispatch replies, in order, until the connection fails or the watcher ends the epoch."""
+        connection = self._pubsub.connection
+        if connection is None:  # open() subscribes before it starts the reader: never here
+            raise RedisConnectionError("the subscription connection is closed")
+        try:
+            while not self._stopping():
+                # No timeout (math.inf): the watcher notices a silent connection.
+                # disconnect_on_error and push_request as get_message reads.
+                response = await connection.read_response(
+                    timeout=math.inf, disconnect_on_error=False, push_request=True
+                )
+                self._received += 1
+                kind = response[0] if isinstance(response, list) else None
+                if kind == b"message":
+                    self._deliver(response[1], response[2], False)
+                elif kind == b"pmessage":
+                    self._deliver(response[2], response[3], True)
+                else:
+                    message = await self._pubsub.handle_message(response)
+                    if message is not None:
+                        self._dispatch(message)
+        except asyncio.CancelledError:
+            failure = self._failure
+            if failure is None:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the cancellation was the watcher's way to end the read
+            raise failure from None
+        finally:
+            if self._watcher is not None:
+                self._watcher.cancel()
+
+    async def _watch(self) -> None:
+        """Every ``heartbeat``: ping a connection that said nothing since the last look; end a silent one.
+
+        A pong counts as a reply. ``silence`` seconds without any ends the
+        reader with an error (the epoch is over); so does a ping that fails.
+        """
         loop = asyncio.get_running_loop()
-        last_heard = loop.time()
+        seen, last_heard = self._received, loop.time()
         while not self._stopping():
-            message = await self._pubsub.get_message(timeout=self._heartbeat)
+            await asyncio.sleep(self._heartbeat)
             now = loop.time()
-            if message is not None:
-                last_heard = now
-                self._dispatch(message)
-            elif now - last_heard >= self._silence:
-                raise RedisConnectionError("Redis stopped answering pings")
-            elif now - last_heard >= self._heartbeat:
-                # A silent connection may be half-open (no RST ever came): a
-                # pong proves it alive, its absence ends the epoch above.
+            if self._received != seen:
+                seen, last_heard = self._received, now
+                continue
+            if now - last_heard >= self._silence:
+                self._end_reader(RedisConnectionError("Redis stopped answering pings"))
+                return
+            # A silent connection may be half-open (no RST ever came): a pong
+            # proves it alive, its absence ends the epoch above.
+            try:
                 await self._pubsub.ping()
+            except BACKEND_ERRORS as exc:
+                self._end_reader(exc)
+                return
+
+    def _end_reader(self, failure: Exception) -> None:
+        """Make the reader end with ``failure`` (the broker sees it as the epoch's end)."""
+        reader = self.reader
+        if reader is not None and not reader.done():
+            self._failure = failure
+            reader.cancel()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -217,9 +286,11 @@ class Subscriptions:
         if kind == "punsubscribe":
             self.patterned = False  # a pattern followed again since turns it back on at its own confirmation
             return
-        if kind not in ("message", "pmessage"):
-            return
+        if kind in ("message", "pmessage"):
+            self._deliver(channel, message["data"], kind == "pmessage")
+
+    def _deliver(self, channel: bytes, payload: bytes, via_pattern: bool) -> None:
         try:
-            self._on_message(channel, message["data"], kind == "pmessage")
+            self._on_message(channel, payload, via_pattern)
         except Exception:  # a bad payload or a failing handler costs that message, never the reader
             log.exception("dropped a message on %r", channel)
