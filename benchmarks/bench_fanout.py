@@ -306,12 +306,7 @@ def main() -> None:
     cleanup, info = c.begin(args)
     print(f"fan-out: N={ns}, {reps} reps, saturation {sat_secs:g} s, latency {lat_secs:g} s at {RATE:g} events/s",
           flush=True)
-    peer_problem = "left out (--no-peer)" if args.no_peer else cp.problem()
-    sides = ["hub", "bare"] if peer_problem else ["hub", "bare", "peer"]
-    if peer_problem:
-        print(peer_problem, flush=True)
-    else:
-        info["peer_binary"] = str(cp.binary())
+    sides, peer_problem = cp.sides(args.no_peer, info)
 
     runs: list[dict[str, Any]] = []
     profiles: dict[int, str] = {}

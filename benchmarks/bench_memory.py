@@ -154,10 +154,7 @@ def main() -> None:
     print(f"memory: steps {args.steps}, {args.apps_per_agent} apps per agent, {reps} reps, open-file limit {limit}",
           flush=True)
 
-    peer_problem = "left out (--no-peer)" if args.no_peer else cp.problem()
-    sides = ("hub", "bare") if peer_problem else ("hub", "bare", "peer")
-    if peer_problem:
-        print(peer_problem, flush=True)
+    sides, peer_problem = cp.sides(args.no_peer, info)
 
     runs: list[dict[str, Any]] = []
     try:

@@ -424,12 +424,7 @@ def main() -> None:
     print(f"scale: steps {steps}, {reps} reps, blast {blast:g} s; open files: script {soft}, hard limit {hard}"
           + (f" (raised from {hard_before})" if hard != hard_before else "") + f", started processes {children}",
           flush=True)
-    peer_problem = "left out (--no-peer)" if args.no_peer else cp.problem()
-    sides = ["hub", "bare"] if peer_problem else ["hub", "bare", "peer"]
-    if peer_problem:
-        print(peer_problem, flush=True)
-    else:
-        info["peer_binary"] = str(cp.binary())
+    sides, peer_problem = cp.sides(args.no_peer, info)
 
     runs: list[dict[str, Any]] = []
     skipped: list[str] = []

@@ -65,6 +65,18 @@ def problem() -> str | None:
             f"to build it: {APT_LINE} && {BUILD_CMD} (or set ${ENV_VAR})")
 
 
+def sides(no_peer: bool, info: dict[str, Any]) -> tuple[list[str], str | None]:
+    """The servers a benchmark runs (hub, bare, and the peer when it can) and, when the peer is left
+    out, the one line saying why (printed here, and for the benchmark's summary); the peer's binary
+    is recorded in ``info``."""
+    problem_line = "left out (--no-peer)" if no_peer else problem()
+    if problem_line:
+        print(problem_line, flush=True)
+        return ["hub", "bare"], problem_line
+    info["peer_binary"] = str(binary())
+    return ["hub", "bare", "peer"], None
+
+
 def start_peer(*, core: int | None = c.SERVER_CORE, log_name: str = "peer") -> c.Server:
     """The peer as a fresh process on ``core`` with ``GOMAXPROCS=1``. ``env`` execs the binary, so
     the Server's pid is the peer's own (its CPU, schedstat and RSS are read from it)."""
