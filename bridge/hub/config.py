@@ -35,8 +35,8 @@ ENV_PREFIX = "BRIDGE_"
 
 #: The event loops ``serve`` can run a node on: uvloop when installed (``auto``), asyncio's own, or uvloop.
 LoopChoice = Literal["auto", "asyncio", "uvloop"]
-#: ``serve --loop``'s default. asyncio until the benchmarks show uvloop is worth it (issue 15): this
-#: line is the one to change, to "auto", to run on uvloop wherever it is installed.
+#: ``serve --loop``'s default: asyncio, since uvloop measured no gain for the hub (issue 15,
+#: benchmarks/README.md). This line is the one to change, to "auto", to run on uvloop wherever it is installed.
 DEFAULT_LOOP: LoopChoice = "asyncio"
 
 
