@@ -117,18 +117,9 @@ def busy_ns(pid: int) -> int:
     total = 0
     with contextlib.suppress(OSError):
         for tid in os.listdir(f"/proc/{pid}/task"):
-            running, waiting = _task_sched_ns(pid, tid)
+            running, waiting = c.proc_sched_ns(pid, tid)
             total += running + waiting
     return total
-
-
-def _task_sched_ns(pid: int, tid: str) -> tuple[int, int]:
-    try:
-        with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-            running, waiting, _ = f.read().split()
-        return int(running), int(waiting)
-    except (OSError, ValueError):
-        return 0, 0
 
 
 def wait_idle(pid: int, *, poll: float = 0.01, quiet: float = 0.1, limit: float = 120.0) -> tuple[float, int]:

@@ -209,10 +209,11 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_sched_ns(pid: int) -> tuple[int, int]:
-    """(ns on a CPU, ns runnable but waiting for one) of a process's main thread."""
+def proc_sched_ns(pid: int, tid: str | None = None) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for one) of a process's main thread, or of its thread ``tid``."""
+    path = f"/proc/{pid}/schedstat" if tid is None else f"/proc/{pid}/task/{tid}/schedstat"
     try:
-        with open(f"/proc/{pid}/schedstat", "rb") as f:
+        with open(path, "rb") as f:
             running, waiting, _ = f.read().split()
         return int(running), int(waiting)
     except (OSError, ValueError):

@@ -41,7 +41,6 @@ from bridge.hub.core.outputs import (
 from bridge.hub.core.positions import Missed
 from bridge.hub.core.router import Joined, Peer, ProviderPublication, Refused, Router, Snapshot
 from bridge.protocol import PROTOCOL_VERSION
-from bridge.protocol.retention import RetainDecision
 from bridge.protocol.tokens import EVERY_AGENT
 
 log = logging.getLogger("bridge.node")
@@ -49,8 +48,6 @@ log = logging.getLogger("bridge.node")
 #: Decisions carried out at once, without awaiting anything (dispatched by exact type: the hot path).
 _IMMEDIATE: frozenset[type] = frozenset({Send, Deliver, Watch, Close, Attach, Detach})
 _SUBSCRIPTION_CHANGES: frozenset[type] = frozenset({Follow, Unfollow})
-#: Retention decisions whose broker form is kept at most (see :meth:`Node._retain_change`).
-_RETAIN_CHANGES_KEPT = 1024
 
 
 class Transport(Protocol):
@@ -111,8 +108,6 @@ class Node:
         #: The deadline the timer waits for (``None``: it waits for a request).
         self._timer_target: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        #: The broker's form of each retention decision made lately (see :meth:`_retain_change`).
-        self._retain_changes: dict[RetainDecision, RetainChange] = {}
         #: This loop turn's events, by agent, not yet handed to the agent's connections (see _batch).
         self._batched: dict[str, list[bytes]] = {}
         self.broker_healthy = True
@@ -187,7 +182,7 @@ class Node:
                 self._do(output)  # type: ignore[arg-type]
             elif kind is Publish:
                 event: Publish = output  # type: ignore[assignment]
-                retain = None if event.retain is None else self._retain_change(event.retain)
+                retain = None if event.retain is None else RetainChange(event.retain.slot, event.retain.keep)
                 await self.broker.publish(
                     event.agent, Publication(PublicationType.EVENT, event.data, event.reply_to), retain
                 )
@@ -221,21 +216,6 @@ class Node:
             elif kind is Release:
                 assert isinstance(output, Release)
                 await self.broker.release_provider(output.agent, output.connection_id)
-
-    def _retain_change(self, decision: RetainDecision) -> RetainChange:
-        """The broker's form of a retention decision, made once per slot and kept (it is frozen).
-
-        A retained event names one slot per kind (or per kind and key): making
-        the frozen record anew for each event would cost more than finding it.
-        The cache is bounded: keyed slots (one per call, say) come and go.
-        """
-        changes = self._retain_changes
-        change = changes.get(decision)
-        if change is None:
-            if len(changes) >= _RETAIN_CHANGES_KEPT:
-                changes.clear()
-            change = changes[decision] = RetainChange(decision.slot, decision.keep)
-        return change
 
     def _do(self, output: Send | Deliver | Watch | Close | Attach | Detach) -> None:
         """Carry out a decision that needs no waiting: a socket write, a close, a group change."""
@@ -425,7 +405,6 @@ class Node:
         if self._batched:  # whatever comes next reaches each connection after the batched events
             self._flush_batches()
         if count == 1:
-            output = outputs[0]
             if type(output) is Deliver:
                 self._deliver(output.agent, output.data, output.skip)
                 return

@@ -225,7 +225,7 @@ class Outbox:
         takes nothing and counts as written. One call per recipient of a
         fan-out: keep it lean.
         """
-        return self._queue(connection, _frames.text(data), max_buffer, data, None)
+        return self._queue(connection, _frames.text(data), max_buffer, data)
 
     def write_texts(self, connection: ServerConnection, payloads: list[bytes], max_buffer: int) -> bool:
         """Queue each payload as its own text frame, in order; as :meth:`write_text` for the budget.
@@ -234,10 +234,11 @@ class Outbox:
         the events of one turn): the frames are built and joined once per batch
         (:class:`BatchCache`), so each recipient costs one queue step, not one per frame.
         """
-        return self._queue(connection, _batches.frames(payloads), max_buffer, None, payloads)
+        return self._queue(connection, _batches.frames(payloads), max_buffer, payloads)
 
     def _queue(self, connection: ServerConnection, frames: bytes, max_buffer: int,
-               payload: bytes | None, payloads: list[bytes] | None) -> bool:
+               payloads: bytes | list[bytes]) -> bool:
+        """Queue ``frames`` (the wire form of ``payloads``: one payload or a batch) for the turn's end."""
         protocol = connection.protocol
         if protocol.state is not _OPEN:
             return True
@@ -253,8 +254,8 @@ class Outbox:
         if backlog > max_buffer:
             return False
         if protocol.extensions:  # compression: each connection compresses its own frames
-            for each in payloads if payloads is not None else (payload,):
-                protocol.send_text(each)  # type: ignore[arg-type]
+            for payload in [payloads] if isinstance(payloads, bytes) else payloads:
+                protocol.send_text(payload)
             connection.send_data()
             return True
         if not self._queued:
