@@ -263,7 +263,7 @@ async def test_a_binary_frame_close_is_one_line(hub: Hub) -> None:
 
 
 async def test_a_token_expiry_close_is_one_line(hub: Hub) -> None:
-    app = await join_app(hub.url, token=token("expiring", ttl=1))
+    app = await join_app(hub.url, token=token("expiring", ttl=2))  # whole seconds: ttl=1 may expire before Hello
     assert await within(app.closed(), 10) == 4003
     line = await hub.one("token_expired_close", agent="expiring")
     assert_who(line, role="app", code=4003)

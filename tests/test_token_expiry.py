@@ -25,7 +25,8 @@ def refresh(token: str, request_id: str = "r-1") -> dict[str, object]:
 
 
 async def test_a_connection_is_closed_when_its_token_expires(secure_hub: HubServer) -> None:
-    app = await join_app(secure_hub.url, token=issue_token(SECRET, agent="agent1", role="app", ttl=1))
+    # ttl=2: a token's expiry is in whole seconds, so ttl=1 may leave it less than the Hello takes.
+    app = await join_app(secure_hub.url, token=issue_token(SECRET, agent="agent1", role="app", ttl=2))
     err = await app.recv(timeout=5)
     assert err["data"]["errorType"] == "NOT_AUTHENTICATED" and "token expired" in err["data"]["errorMessage"]
     assert await app.closed() == 4003
@@ -63,7 +64,8 @@ async def test_the_python_client_refreshes_from_its_token_function(secure_hub: H
 
 
 async def test_the_python_client_with_a_fixed_token_stops_when_it_expires(secure_hub: HubServer) -> None:
-    bus = BridgeClient(secure_hub.url, token=issue_token(SECRET, agent="agent1", role="app", ttl=1),
+    # ttl=2: a token's expiry is in whole seconds, so ttl=1 may leave it less than the Hello takes.
+    bus = BridgeClient(secure_hub.url, token=issue_token(SECRET, agent="agent1", role="app", ttl=2),
                        backoff_initial=0.05, backoff_max=0.1)
     await bus.start()
     try:
